@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine:  `make repro` (the default DOE) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup repro test smoke bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest
+
+smoke: setup
+	python .ci/smoke.py
+
+bench: setup
+	python bench/bench_train.py
+	python bench/bench_augment.py

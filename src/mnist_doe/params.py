@@ -1,0 +1,251 @@
+"""Typed, checked view of params.yaml.
+
+Every stage reads its knobs through `load()`, which refuses unknown keys, wrong types
+and impossible values with one line naming the key, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+
+FAMILIES = ("dense", "cnn", "lstm", "logreg", "mlp")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
+RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
+DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
+CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ParamsError(ValueError):
+    """params.yaml holds a key, type or value the pipeline cannot run with."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    train_csv: str = ""
+    test_csv: str = ""
+    test_labels_csv: str = ""
+    labels: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    min_class_rows: int = 5
+    duplicates: str = "keep"
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    val_fraction: float = 0.2
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    copies: int = 3
+    recipes: list = field(default_factory=lambda: list(RECIPES))
+    translate: float = 0.1
+    rotate: float = 0.1
+    zoom: float = 0.15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    dropout: float = 0.2
+    patience: int = 0
+    seed: int = 42
+    steps_per_execution: int = 16
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One design cell: a family, its depth and width, and its training knobs."""
+
+    name: str
+    family: str
+    layers: int
+    nodes: int
+    train: TrainParams
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    validate: ValidateParams
+    split: SplitParams
+    augment: AugmentParams
+    train: TrainParams
+    cells: dict[str, Cell]
+
+
+def _typed(section: str, cls: type, raw: Any) -> Any:
+    """Build dataclass `cls` from mapping `raw`, checking keys and types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{PARAMS_FILE}: '{section}' must be a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ParamsError(
+            f"{PARAMS_FILE}: unknown key '{section}.{unknown[0]}' "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    values = {}
+    for name, value in raw.items():
+        kind = type(getattr(cls(), name)) if _has_default(cls) else None
+        values[name] = _check_type(f"{section}.{name}", value, kind)
+    return cls(**values)
+
+
+def _has_default(cls: type) -> bool:
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in fields(cls)
+    )
+
+
+def _check_type(key: str, value: Any, kind: type | None) -> Any:
+    if kind is None:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ParamsError(f"{PARAMS_FILE}: '{key}' must be an integer, got {value!r}")
+    if kind is float and not isinstance(value, float):
+        raise ParamsError(f"{PARAMS_FILE}: '{key}' must be a number, got {value!r}")
+    if kind is str and value is None:
+        return ""
+    if kind is str and not isinstance(value, str):
+        raise ParamsError(f"{PARAMS_FILE}: '{key}' must be a string, got {value!r}")
+    if kind is list and not isinstance(value, list):
+        raise ParamsError(f"{PARAMS_FILE}: '{key}' must be a list, got {value!r}")
+    return value
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ParamsError(f"{PARAMS_FILE}: {message}")
+
+
+def _check_train(prefix: str, t: TrainParams) -> None:
+    _require(t.epochs >= 1, f"'{prefix}.epochs' must be >= 1, got {t.epochs}")
+    _require(t.batch_size >= 1, f"'{prefix}.batch_size' must be >= 1, got {t.batch_size}")
+    _require(
+        t.optimizer in OPTIMIZERS,
+        f"'{prefix}.optimizer' is {t.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
+    )
+    _require(t.learning_rate > 0, f"'{prefix}.learning_rate' must be > 0, got {t.learning_rate}")
+    _require(0 <= t.dropout < 1, f"'{prefix}.dropout' must be in [0, 1), got {t.dropout}")
+    _require(t.patience >= 0, f"'{prefix}.patience' must be >= 0, got {t.patience}")
+    _require(
+        t.steps_per_execution >= 1,
+        f"'{prefix}.steps_per_execution' must be >= 1, got {t.steps_per_execution}",
+    )
+
+
+def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
+    key = f"doe.cells.{name}"
+    _require(bool(CELL_NAME.match(str(name))), f"cell name {name!r} may hold only letters, digits, '-', '_' and '.'")
+    _require(isinstance(raw, dict), f"'{key}' must be a mapping with family, layers, nodes")
+    missing = [k for k in ("family", "layers", "nodes") if k not in raw]
+    _require(not missing, f"'{key}' is missing '{missing[0] if missing else ''}'")
+    overrides = {k: v for k, v in raw.items() if k not in ("family", "layers", "nodes")}
+    train_keys = {f.name for f in fields(TrainParams)}
+    unknown = sorted(set(overrides) - train_keys)
+    _require(
+        not unknown,
+        f"unknown key '{key}.{unknown[0] if unknown else ''}' "
+        f"(a cell takes family, layers, nodes and any of: {', '.join(sorted(train_keys))})",
+    )
+    family = raw["family"]
+    _require(
+        family in FAMILIES, f"'{key}.family' is {family!r}; choose one of {', '.join(FAMILIES)}"
+    )
+    layers = _check_type(f"{key}.layers", raw["layers"], int)
+    nodes = _check_type(f"{key}.nodes", raw["nodes"], int)
+    _require(layers >= 1, f"'{key}.layers' must be >= 1, got {layers}")
+    _require(nodes >= 1, f"'{key}.nodes' must be >= 1, got {nodes}")
+    merged = {**dataclasses.asdict(shared), **overrides}
+    train = _typed(key, TrainParams, merged)
+    _check_train(key, train)
+    return Cell(name=str(name), family=family, layers=layers, nodes=nodes, train=train)
+
+
+def parse(raw: Any) -> Params:
+    """Check a params mapping and return its typed form."""
+    _require(isinstance(raw, dict), "top level must be a mapping")
+    sections = {"data", "validate", "split", "augment", "train", "doe"}
+    unknown = sorted(set(raw) - sections)
+    _require(not unknown, f"unknown key '{unknown[0] if unknown else ''}' (known: {', '.join(sorted(sections))})")
+
+    data = _typed("data", DataParams, raw.get("data"))
+    validate = _typed("validate", ValidateParams, raw.get("validate"))
+    split = _typed("split", SplitParams, raw.get("split"))
+    augment = _typed("augment", AugmentParams, raw.get("augment"))
+    train = _typed("train", TrainParams, raw.get("train"))
+
+    _require(
+        bool(data.test_csv) == bool(data.train_csv),
+        "set both 'data.train_csv' and 'data.test_csv', or neither (the embedded digits)",
+    )
+    _require(
+        not data.test_labels_csv or bool(data.test_csv),
+        "'data.test_labels_csv' is set but 'data.test_csv' is empty",
+    )
+    _require(
+        validate.min_class_rows >= 1,
+        f"'validate.min_class_rows' must be >= 1, got {validate.min_class_rows}",
+    )
+    _require(
+        validate.duplicates in DUPLICATE_POLICIES,
+        f"'validate.duplicates' is {validate.duplicates!r}; choose one of {', '.join(DUPLICATE_POLICIES)}",
+    )
+    _require(
+        0 < split.val_fraction < 1,
+        f"'split.val_fraction' must be inside (0, 1), got {split.val_fraction}",
+    )
+    _require(augment.copies >= 0, f"'augment.copies' must be >= 0, got {augment.copies}")
+    for recipe in augment.recipes:
+        _require(
+            recipe in RECIPES,
+            f"'augment.recipes' holds {recipe!r}; choose from {', '.join(RECIPES)}",
+        )
+    for knob in ("translate", "rotate", "zoom"):
+        value = getattr(augment, knob)
+        _require(0 <= value < 1, f"'augment.{knob}' must be in [0, 1), got {value}")
+    _check_train("train", train)
+
+    doe = raw.get("doe")
+    _require(isinstance(doe, dict), "'doe' must be a mapping with 'cells'")
+    unknown = sorted(set(doe) - {"cells"})
+    _require(not unknown, f"unknown key 'doe.{unknown[0] if unknown else ''}' (known: cells)")
+    cells_raw = doe.get("cells")
+    _require(isinstance(cells_raw, dict) and cells_raw, "'doe.cells' is empty: declare at least one design cell")
+    cells = {str(name): _cell(name, spec, train) for name, spec in cells_raw.items()}
+    return Params(data=data, validate=validate, split=split, augment=augment, train=train, cells=cells)
+
+
+def load(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and check params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: not found (run from the project root)")
+    with path.open() as handle:
+        try:
+            raw = yaml.safe_load(handle)
+        except yaml.YAMLError as err:
+            raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse(raw)

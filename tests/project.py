@@ -1,0 +1,91 @@
+"""A throwaway copy of this project in its own git repo, for real `dvc repro` runs on tiny data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "src", "data/external"]
+
+TINY_CELLS = {
+    "dense-2x32": {"family": "dense", "layers": 2, "nodes": 32},
+    "cnn-1x8": {"family": "cnn", "layers": 1, "nodes": 8, "optimizer": "adam", "learning_rate": 0.002},
+}
+
+
+def env() -> dict[str, str]:
+    """The environment a stage sees: this interpreter's bin first, quiet TensorFlow."""
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONHASHSEED": "0",
+    }
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in `cwd` with the project's environment and capture its output."""
+    done = subprocess.run(list(args), cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout[-4000:]}\n"
+            f"stderr:\n{done.stderr[-4000:]}"
+        )
+    return done
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(cwd, str(BIN / "dvc"), *args, check=check)
+
+
+def make_project(dest: Path, overrides: dict | None = None) -> Path:
+    """Copy the project's pipeline files into `dest`, apply params `overrides`, git-commit it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif source.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    set_params(dest, overrides or {})
+    run(dest, "git", "init", "-q", "-b", "main")
+    run(dest, "git", "add", "-A")
+    run(dest, "git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-q", "-m", "project")
+    return dest
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    """Deep-merge `overrides` into the project's params.yaml (a dict value under `cells` replaces)."""
+    path = project / "params.yaml"
+    current = yaml.safe_load(path.read_text())
+    _merge(current, overrides)
+    path.write_text(yaml.safe_dump(current, sort_keys=False))
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "cells":
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def tiny_overrides(style: str = "fashion", epochs: int = 1, cells: dict | None = None) -> dict:
+    """Params for a tiny run on data/external/{train,test}.csv written by mnist_doe.tiny."""
+    data = {"train_csv": "data/external/train.csv", "test_csv": "data/external/test.csv"}
+    if style == "digit":
+        data["test_labels_csv"] = "data/external/test_labels.csv"
+    return {
+        "data": data,
+        "augment": {"copies": 1},
+        "train": {"epochs": epochs, "batch_size": 32},
+        "doe": {"cells": cells or TINY_CELLS},
+    }

@@ -1,0 +1,94 @@
+"""The train stage on small real digits: every family, its outputs, and CPU determinism."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mnist_doe import files, params, paths, train
+from mnist_doe.tiny import embedded_digits
+
+from project import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """350 real digits in a fixed shuffled order (the embedded file is sorted by label)."""
+    x, y = embedded_digits()
+    order = np.random.default_rng(0).permutation(len(y))[:350]
+    return x[order], y[order]
+
+
+@pytest.fixture()
+def stage_dir(tmp_path, monkeypatch):
+    """A project dir holding what train reads: 300 clean digits, a split, an augmented set, 50 test."""
+    x, y = digits()
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    files.save_npz(paths.CLEAN_TRAIN, pixels=x[:300], y=y[:300], lines=np.arange(2, 302))
+    files.save_npz(paths.CLEAN_TEST, pixels=x[300:350], y=y[300:350], lines=np.arange(2, 52))
+    files.save_npz(paths.SPLIT, train=np.arange(0, 240), val=np.arange(240, 300))
+    files.save_npz(paths.AUGMENTED_TRAIN, pixels=x[:240], y=y[:240])
+    files.write_json(paths.LABEL_MAP, {"classes": [str(i) for i in range(10)], "side": 28})
+    return tmp_path
+
+
+def cell(family: str, layers: int = 1, nodes: int = 16, **knobs) -> params.Cell:
+    knobs = {"epochs": 2, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.003, **knobs}
+    return params.Cell(
+        name=f"{family}-{layers}x{nodes}", family=family, layers=layers, nodes=nodes,
+        train=params.TrainParams(**knobs),
+    )
+
+
+@pytest.mark.parametrize("family", ["dense", "cnn", "lstm", "logreg", "mlp"])
+def test_each_family_writes_model_history_and_predictions(stage_dir, family):
+    c = cell(family, epochs=6, learning_rate=0.005)
+    summary = train.train_cell(c)
+
+    proba = files.load_npz(paths.PREDICTIONS_DIR / f"{c.name}.npz")
+    assert proba["train"].shape == (240, 10)
+    assert proba["val"].shape == (60, 10)
+    assert proba["test"].shape == (50, 10)
+    np.testing.assert_allclose(proba["test"].sum(axis=1), 1.0, atol=1e-4)
+    # six epochs on 240 real digits beat chance (0.1) clearly
+    val_accuracy = float((proba["val"].argmax(1) == digits()[1][240:300]).mean())
+    assert val_accuracy > 0.3, val_accuracy
+
+    saved = json.loads((paths.PREDICTIONS_DIR / f"{c.name}.json").read_text())
+    assert saved == summary and saved["family"] == family and saved["train_seconds"] > 0
+    model_file = "model.npz" if family in ("logreg", "mlp") else "model.keras"
+    assert (paths.MODELS_DIR / c.name / model_file).stat().st_size > 0
+    live = json.loads((paths.LIVE_DIR / c.name / "metrics.json").read_text())
+    assert "val_accuracy" in live and live["train_seconds"] == summary["train_seconds"]
+    assert not (train.BACKUP_DIR / c.name).exists()
+
+
+def test_keras_model_reloads_in_safe_mode_and_predicts_the_same(stage_dir):
+    import keras
+
+    c = cell("dense")
+    train.train_cell(c)
+    model = keras.saving.load_model(paths.MODELS_DIR / c.name / "model.keras", safe_mode=True)
+    test = files.load_npz(paths.CLEAN_TEST)["pixels"]
+    saved = files.load_npz(paths.PREDICTIONS_DIR / f"{c.name}.npz")["test"]
+    np.testing.assert_allclose(model.predict(test, verbose=0), saved, atol=1e-5)
+
+
+def test_same_seed_gives_identical_predictions_on_cpu(stage_dir):
+    first = train.train_cell(cell("cnn"))
+    proba_first = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
+    second = train.train_cell(cell("cnn"))
+    proba_second = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(proba_first[split], proba_second[split])
+    assert first["epochs"] == second["epochs"] == 2
+
+
+def test_unknown_cell_is_refused_with_the_known_names(stage_dir, capsys):
+    with pytest.raises(params.ParamsError, match="no cell 'nope' in doe.cells"):
+        train.main(["nope"])
