@@ -1,0 +1,302 @@
+import numpy as np
+import pytest
+from conftest import kaggle_csv, tiny_images
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from mnist_doe import csvfile
+from mnist_doe.errors import DataError
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+LABELS = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from([chr(c) for c in range(ord("A"), ord("Z"))]),
+)
+# text planted in a pixel cell, and the reason the reader must give for it
+BAD_PIXELS = {
+    "": csvfile.EMPTY,
+    "NaN": csvfile.NAN,
+    "abc": csvfile.NOT_A_NUMBER,
+    "7x": csvfile.NOT_A_NUMBER,
+    "-1": csvfile.OUT_OF_RANGE,
+    "256": csvfile.OUT_OF_RANGE,
+    "1e9": csvfile.OUT_OF_RANGE,
+    "3.5": csvfile.NOT_AN_INTEGER,
+}
+
+
+@st.composite
+def tables(draw, min_side=1):
+    side = draw(st.integers(min_side, 5))
+    n = draw(st.integers(1, 12))
+    pixels = draw(arrays(np.uint8, (n, side * side)))
+    labels = draw(st.lists(LABELS, min_size=n, max_size=n))
+    header = draw(st.sampled_from(["digit", "fashion", None]))
+    return pixels, labels, header
+
+
+def column_name(header, column, labelled=True):
+    """The name the reader gives file column `column` (0 = label when labelled)."""
+    if labelled and column == 0:
+        return "label"
+    pixel = column - labelled
+    return f"pixel{pixel + (header == 'fashion')}"
+
+
+@PROPERTY
+@given(table=tables())
+def test_any_uint8_table_reads_back_exactly(tmp_path, table):
+    pixels, labels, header = table
+    read = csvfile.read_train(kaggle_csv(tmp_path / "train.csv", pixels, labels, header=header))
+    assert read.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(read.pixels, pixels)
+    assert read.labels.tolist() == labels
+    assert read.labels.dtype.kind == "U"
+    first_line = 2 if header else 1
+    assert read.lines.tolist() == list(range(first_line, first_line + len(labels)))
+    assert read.issues == []
+    assert read.side ** 2 == pixels.shape[1]
+
+
+@PROPERTY
+@given(table=tables(min_side=3), data=st.data())
+def test_each_planted_bad_cell_is_reported_at_its_line_and_column(tmp_path, table, data):
+    pixels, labels, header = table
+    n, p = pixels.shape
+    cells = pixels.astype(object)
+    labels = list(labels)
+    spots = data.draw(
+        st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, p)), min_size=1, max_size=4)
+    )
+    expected = set()
+    for row, column in spots:
+        if column == 0:
+            labels[row] = data.draw(st.sampled_from(["", "  "]))
+            value, reason = labels[row], csvfile.MISSING_LABEL
+        else:
+            value = data.draw(st.sampled_from(sorted(BAD_PIXELS)))
+            cells[row, column - 1] = value
+            reason = BAD_PIXELS[value]
+        expected.add((row, row + (2 if header else 1), column_name(header, column), value, reason))
+
+    read = csvfile.read_train(kaggle_csv(tmp_path / "train.csv", cells, labels, header=header))
+
+    assert {tuple(issue) for issue in read.issues} == expected
+    assert len(read.lines) == n
+    bad_rows = {issue.row for issue in read.issues}
+    assert (n - len(bad_rows)) + len(bad_rows) == n == len(read.pixels)
+    keep = np.ones_like(pixels, dtype=bool)
+    for row, column in spots:
+        if column:
+            keep[row, column - 1] = False
+            assert read.pixels[row, column - 1] == 0
+    np.testing.assert_array_equal(read.pixels[keep], pixels[keep])
+
+
+@PROPERTY
+@given(table=tables(min_side=3), data=st.data())
+def test_a_bad_test_cell_raises_naming_its_line_and_column(tmp_path, table, data):
+    pixels, _, header = table
+    n, p = pixels.shape
+    row, column = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, p - 1))
+    value = data.draw(st.sampled_from(sorted(BAD_PIXELS)))
+    cells = pixels.astype(object)
+    cells[row, column] = value
+    path = kaggle_csv(tmp_path / "test.csv", cells, header=header)
+    line = row + (2 if header else 1)
+    name = column_name(header, column, labelled=False)
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, p)
+    assert str(err.value) == (
+        f"{path} line {line}, column {name}: {BAD_PIXELS[value]} ({value!r}); a test row cannot be dropped"
+    )
+
+
+@PROPERTY
+@given(table=tables(), labelled=st.booleans())
+def test_test_file_reads_back_with_or_without_labels(tmp_path, table, labelled):
+    pixels, labels, header = table
+    path = kaggle_csv(tmp_path / "test.csv", pixels, labels if labelled else None, header=header)
+    read = csvfile.read_test(path, pixels.shape[1])
+    np.testing.assert_array_equal(read.pixels, pixels)
+    assert (read.labels.tolist() if labelled else read.labels) == (labels if labelled else None)
+
+
+def test_kaggle_header_with_column_numbers_is_a_header(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("label," + ",".join(map(str, range(16))) + "\n3," + ",".join(["0"] * 16) + "\n")
+    read = csvfile.read_train(path)
+    assert read.has_header and read.lines.tolist() == [2]
+
+
+def test_crlf_line_ends_and_byte_order_mark(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbflabel,a,b,c,d\r\n1,0,1,2,3\r\n2,4,5,6,7\r\n\r\n")
+    read = csvfile.read_train(path)
+    assert read.pixels.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert read.labels.tolist() == ["1", "2"]
+    assert read.lines.tolist() == [2, 3]
+
+
+def test_several_bad_test_cells_are_counted(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", [[0, "x", 0, 0], [1, 1, "", 1]], header=None)
+    with pytest.raises(DataError, match=r"^.*test\.csv line 1, column pixel1: not a number \('x'\); .* \(2 bad cells in all\)$"):
+        csvfile.read_test(path, 4)
+
+
+def test_missing_test_label_raises(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", tiny_images([0, 1], side=2), ["1", ""])
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 4)
+    assert str(err.value) == f"{path} line 3, column label: missing label (''); a test row cannot be dropped"
+
+
+# one test per structural error, with its exact message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(tmp_path / "train.csv")
+    assert str(err.value) == f"{tmp_path / 'train.csv'}: file not found"
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("\n\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path}: file is empty"
+
+
+def test_header_only(tmp_path):
+    path = kaggle_csv(tmp_path / "train.csv", np.zeros((0, 4), dtype=int), [], header="digit")
+    path.write_text("label,pixel0,pixel1,pixel2,pixel3\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path}: header only, no data rows"
+
+
+def test_extra_index_column(tmp_path):
+    path = tmp_path / "train.csv"
+    rows = [",".join(["", "label"] + [f"pixel{j}" for j in range(784)])]
+    rows += [",".join([str(i), "3"] + ["0"] * 784) for i in range(2)]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == (
+        f"{path}: 785 pixel columns after the label is not a square image (e.g. 784 = 28x28); "
+        "is there an extra index column?"
+    )
+
+
+def test_pixel_count_not_square(tmp_path):
+    path = kaggle_csv(tmp_path / "train.csv", np.zeros((2, 6), dtype=int), ["1", "2"])
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path}: 6 pixel columns after the label is not a square image (e.g. 784 = 28x28)"
+
+
+def test_train_without_label_column(tmp_path):
+    path = kaggle_csv(tmp_path / "train.csv", np.zeros((2, 16), dtype=int))
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == (
+        f"{path}: 16 columns make a 4x4 image with no label column; "
+        "a training file starts with the label (e.g. 785 = label + 28x28)"
+    )
+
+
+def test_train_with_one_column(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("label\n3\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == (
+        f"{path}: 1 column; a training file needs a label column and then the pixels "
+        "(e.g. 785 = label + 28x28)"
+    )
+
+
+def test_test_with_too_few_columns(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", np.zeros((2, 9), dtype=int))
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16)
+    assert str(err.value) == (
+        f"{path}: 9 columns, fewer than the training file's 16 pixel columns; "
+        "expected 16 (pixels only) or 17 (label, then pixels)"
+    )
+
+
+def test_test_with_too_many_columns(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", np.zeros((2, 18), dtype=int))
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16)
+    assert str(err.value) == (
+        f"{path}: 18 columns, more than the training file has; "
+        "expected 16 (pixels only) or 17 (label, then pixels); is there an extra index column?"
+    )
+
+
+def test_row_with_wrong_field_count(tmp_path):
+    path = kaggle_csv(tmp_path / "train.csv", [[0, 0, 0, 0], [0, 0, 0], [0, 0, 0, 0, 0]], ["1", "2", "3"])
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path} line 3: 4 fields, expected 5 (2 such lines in all)"
+
+
+def test_blank_line_inside_the_data(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("label,a,b,c,d\n1,0,0,0,0\n\n2,0,0,0,0\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path} line 3: blank line inside the data"
+
+
+def test_pixels_scaled_to_unit_range(tmp_path):
+    pixels = np.full((12, 4), 0.5)
+    path = kaggle_csv(tmp_path / "train.csv", pixels, ["1"] * 12)
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == (
+        f"{path}: 12 of 12 rows hold fractional pixel values (scaled to 0..1?); expected whole numbers 0..255"
+    )
+
+
+# the answers file (ImageId,Label)
+
+
+def write_answers(path, rows, header=True):
+    path.write_text(("ImageId,Label\n" if header else "") + "".join(f"{i},{label}\n" for i, label in rows))
+    return path
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_answers_in_any_order(tmp_path, header):
+    path = write_answers(tmp_path / "answers.csv", [(2, "B"), (3, "C"), (1, "A")], header=header)
+    assert csvfile.read_answers(path, 3).tolist() == ["A", "B", "C"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([(1, "A"), (2, "B")], "{path}: 2 answers for 3 test images; expected one row per test image (ImageId 1..3)"),
+        ([(1, "A"), (2, "B"), (2, "C")], "{path} line 4: ImageId 2 repeats line 3"),
+        ([(1, "A"), (2, "B"), (4, "C")], "{path} line 4: ImageId 4 is outside 1..3"),
+        ([(1, "A"), ("two", "B"), (3, "C")], "{path} line 3, column ImageId: 'two' is not a whole number"),
+        ([(1, "A"), (2, ""), (3, "C")], "{path} line 3, column Label: missing label"),
+    ],
+)
+def test_answers_errors(tmp_path, rows, message):
+    path = write_answers(tmp_path / "answers.csv", rows)
+    with pytest.raises(DataError) as err:
+        csvfile.read_answers(path, 3)
+    assert str(err.value) == message.format(path=path)
+
+
+def test_answers_with_three_columns(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text("ImageId,Label,Extra\n1,A,x\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_answers(path, 1)
+    assert str(err.value) == f"{path}: 3 columns; an answers file has two, ImageId,Label"

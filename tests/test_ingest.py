@@ -1,0 +1,135 @@
+import hashlib
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import kaggle_csv, tiny_images, write_params
+
+from mnist_doe import errors, files, ingest, paths
+from mnist_doe.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    """The embedded default ingested once in a fresh project folder."""
+    root = tmp_path_factory.mktemp("embedded")
+    write_params(root)
+    before = os.getcwd()
+    os.chdir(root)
+    try:
+        ingest.main()
+        yield root
+    finally:
+        os.chdir(before)
+
+
+def test_embedded_default_is_a_digit_recognizer_pair(embedded):
+    train = pd.read_csv(embedded / paths.EMBEDDED_TRAIN, nrows=1)
+    test = pd.read_csv(embedded / paths.EMBEDDED_TEST, nrows=1)
+    answers = pd.read_csv(embedded / paths.EMBEDDED_TEST_LABELS)
+    assert list(train.columns) == ["label"] + [f"pixel{j}" for j in range(784)]
+    assert list(test.columns) == [f"pixel{j}" for j in range(784)]
+    assert list(answers.columns) == ["ImageId", "Label"]
+    assert answers["ImageId"].tolist() == list(range(1, 1001))
+
+
+def test_embedded_default_raw_arrays(embedded):
+    train = files.load_npz(embedded / paths.RAW_TRAIN)
+    test = files.load_npz(embedded / paths.RAW_TEST)
+    assert train["pixels"].shape == (4000, 784) and train["pixels"].dtype == np.uint8
+    assert train["labels"].dtype.kind == "U"
+    assert train["lines"].tolist() == list(range(2, 4002))
+    assert test["pixels"].shape == (1000, 784) and test["pixels"].dtype == np.uint8
+    assert test["lines"].tolist() == list(range(2, 1002))
+    # stratified: 400 training and 100 test digits of each class
+    assert np.unique(train["labels"], return_counts=True)[1].tolist() == [400] * 10
+    assert np.unique(test["labels"], return_counts=True)[1].tolist() == [100] * 10
+    assert train["pixels"].max() == 255
+
+
+def test_embedded_default_source_and_issues(embedded):
+    source = files.read_json(embedded / ingest.SOURCE)
+    assert source["embedded"] is True
+    assert source["train"]["rows"] == 4000 and source["test"]["rows"] == 1000
+    assert source["train"]["side"] == 28
+    assert source["test_labels"]["rows"] == 1000
+    assert source["test_labels_known"] is True
+    digest = hashlib.sha256((embedded / paths.EMBEDDED_TRAIN).read_bytes()).hexdigest()
+    assert source["train"]["sha256"] == digest
+    assert (embedded / paths.RAW_ISSUES).read_text() == "row,line,column,value,reason\n"
+
+
+def test_user_files_with_bad_cells_and_answers(project):
+    labels = ["3", "1", "3", "1"]
+    cells = tiny_images(labels).astype(object)
+    cells[1, 5] = "abc"
+    cells[2, 0] = 300
+    kaggle_csv("data/external/train.csv", cells, labels, header="fashion")
+    test_pixels = tiny_images(["x", "y"], seed=1)
+    kaggle_csv("data/external/test.csv", test_pixels, header="digit")
+    (project / "data/external/answers.csv").write_text("ImageId,Label\n2,1\n1,3\n")
+    write_params(
+        data={
+            "train_csv": "data/external/train.csv",
+            "test_csv": "data/external/test.csv",
+            "test_labels_csv": "data/external/answers.csv",
+        }
+    )
+    ingest.main()
+
+    train = files.load_npz(paths.RAW_TRAIN)
+    assert train["labels"].tolist() == labels
+    assert train["lines"].tolist() == [2, 3, 4, 5]
+    assert train["pixels"][1, 5] == 0 and train["pixels"][2, 0] == 0
+    issues = pd.read_csv(paths.RAW_ISSUES, keep_default_na=False)
+    assert issues.to_dict("records") == [
+        {"row": 1, "line": 3, "column": "pixel6", "value": "abc", "reason": "not a number"},
+        {"row": 2, "line": 4, "column": "pixel1", "value": "300", "reason": "outside 0..255"},
+    ]
+    test = files.load_npz(paths.RAW_TEST)
+    np.testing.assert_array_equal(test["pixels"], test_pixels)
+    assert test["labels"].tolist() == ["3", "1"]
+    source = files.read_json(ingest.SOURCE)
+    assert source["embedded"] is False
+    assert source["train"]["rows_with_issues"] == 2
+    assert source["test_labels_known"] is True
+
+
+def test_test_file_without_labels_has_no_label_array(project):
+    kaggle_csv("train.csv", tiny_images(["0", "1"]), ["0", "1"])
+    kaggle_csv("test.csv", tiny_images(["a"], seed=2), header=None)
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    ingest.main()
+    assert sorted(files.load_npz(paths.RAW_TEST)) == ["lines", "pixels"]
+    assert files.read_json(ingest.SOURCE)["test_labels_known"] is False
+
+
+def test_test_label_column_is_kept(project):
+    kaggle_csv("train.csv", tiny_images(["0", "1"]), ["0", "1"], header="fashion")
+    kaggle_csv("test.csv", tiny_images(["1", "0"], seed=2), ["1", "0"], header="fashion")
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    ingest.main()
+    assert files.load_npz(paths.RAW_TEST)["labels"].tolist() == ["1", "0"]
+
+
+def test_label_column_and_answers_file_together_is_an_error(project):
+    kaggle_csv("train.csv", tiny_images(["0", "1"]), ["0", "1"])
+    kaggle_csv("test.csv", tiny_images(["1"], seed=2), ["1"])
+    (project / "answers.csv").write_text("ImageId,Label\n1,1\n")
+    with pytest.raises(DataError) as err:
+        ingest.ingest(project / "train.csv", project / "test.csv", project / "answers.csv")
+    assert str(err.value) == (
+        f"{project / 'test.csv'} has a label column and {project / 'answers.csv'} gives answers too; "
+        "leave data.test_labels_csv empty or drop the label column"
+    )
+
+
+def test_a_known_input_problem_is_one_line_and_exit_2(project, capsys):
+    kaggle_csv("train.csv", tiny_images(["0", "1"]), ["0", "1"])
+    write_params(data={"train_csv": "train.csv", "test_csv": "missing.csv"})
+    with pytest.raises(SystemExit) as exit_:
+        errors.run_stage("ingest", ingest.main)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "ingest: error: missing.csv: file not found\n"
+    assert not paths.RAW_TRAIN.exists()
