@@ -1,0 +1,171 @@
+"""End to end: real `dvc repro` of the whole pipeline on tiny real data in a fresh git repo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mnist_doe.tiny import write_pair
+
+from project import TINY_CELLS, dvc, make_project, run, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+STAGES_WITHOUT_TF = ["ingest", "validate", "split", "augment", "evaluate", "confusion", "submit"]
+
+
+def commit_all(project, message: str) -> None:
+    run(project, "git", "add", "-A")
+    run(project, "git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    """A Fashion-style pair (labels in both files, header pixel1..), 400 train / 100 test, repro'd."""
+    project = make_project(tmp_path_factory.mktemp("fashion") / "project", tiny_overrides("fashion"))
+    write_pair(project / "data/external", n_train=400, n_test=100, style="fashion")
+    first = dvc(project, "repro")
+    return project, first
+
+
+def test_repro_writes_every_output(fashion):
+    project, first = fashion
+    for cell in TINY_CELLS:
+        assert f"Running stage 'train@{cell}'" in first.stdout
+
+    doe = json.loads((project / "metrics/doe.json").read_text())
+    assert set(doe["cells"]) == set(TINY_CELLS)
+    assert doe["best_cell"] in TINY_CELLS and doe["test_labels_known"] is True
+    for cell, m in doe["cells"].items():
+        assert {"family", "layers", "nodes", "epochs", "train_seconds", "train_accuracy",
+                "val_accuracy", "test_accuracy"} <= set(m)
+        assert m["epochs"] == 1 and m["train_seconds"] > 0
+        assert 0.0 <= m["test_accuracy"] <= 1.0
+
+    test = pd.read_csv(project / "data/external/test.csv")
+    for cell in TINY_CELLS:
+        sub = pd.read_csv(project / "submissions" / f"{cell}.csv")
+        assert list(sub.columns) == ["ImageId", "Label"]
+        assert sub["ImageId"].tolist() == list(range(1, 101))
+        assert set(sub["Label"]) <= set(range(10))
+        # the submission scores exactly the test accuracy evaluate reports
+        score = float((sub["Label"].to_numpy() == test["label"].to_numpy()).mean())
+        assert score == pytest.approx(doe["cells"][cell]["test_accuracy"], abs=1e-6)
+
+        pairs = pd.read_csv(project / "plots/confusion" / f"{cell}.csv")
+        assert list(pairs.columns) == ["actual", "predicted"] and len(pairs) == 100
+        assert pairs["actual"].tolist() == test["label"].tolist()
+        assert (project / "models" / cell / "model.keras").exists()
+        live = json.loads((project / "dvclive" / cell / "metrics.json").read_text())
+        assert live["step"] == 0 and "val_accuracy" in live
+
+    validate = json.loads((project / "metrics/validate.json").read_text())
+    assert validate["rows_in"] == 400 == validate["rows_kept"] + validate["rows_quarantined"]
+    for png in ("plots/confusion_best.png", "plots/learning_curves.png", "plots/time_vs_accuracy.png"):
+        assert (project / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| cell |" in (project / "metrics/doe.md").read_text()
+
+    augmented = np.load(project / "data/augmented/train.npz")
+    split = np.load(project / "data/split/indices.npz")
+    assert augmented["pixels"].dtype == np.uint8
+    # copies: 1 per recipe, three recipes: 4x the training split, validation untouched
+    assert len(augmented["y"]) == 4 * len(split["train"])
+    assert len(split["val"]) == 80
+
+
+def test_second_repro_is_up_to_date(fashion):
+    project, _ = fashion
+    again = dvc(project, "repro")
+    assert "Running stage" not in again.stdout
+    assert "up to date" in again.stdout
+    assert "changed" not in dvc(project, "status").stdout
+
+
+def test_dvc_plots_render_the_confusion_data(fashion):
+    project, _ = fashion
+    dvc(project, "plots", "show", "--json", "-o", "plots_html")
+    shown = dvc(project, "plots", "show", "--json").stdout
+    assert "plots/confusion" in shown
+
+
+def test_no_stage_but_train_needs_tensorflow(fashion):
+    """Each other stage reruns with tensorflow and keras made unimportable, and succeeds."""
+    project, _ = fashion
+    for stage in STAGES_WITHOUT_TF:
+        code = (
+            "import sys, runpy; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
+            f"runpy.run_module('mnist_doe.{stage}', run_name='__main__')"
+        )
+        run(project, "python", "-c", code)
+    # and the train stage itself does import it
+    probe = run(project, "python", "-c", "import sys, mnist_doe.train as t; print('tensorflow' in sys.modules)")
+    assert probe.stdout.strip() == "False"  # imported lazily, only when a Keras cell trains
+
+
+def test_same_params_same_metrics(fashion):
+    project, _ = fashion
+    before = json.loads((project / "metrics/doe.json").read_text())
+    dvc(project, "repro", "--force")
+    after = json.loads((project / "metrics/doe.json").read_text())
+    for cell in before["cells"]:
+        for metrics in (before, after):
+            metrics["cells"][cell].pop("train_seconds")
+    assert after == before
+
+
+def test_experiments_change_one_knob_and_add_one_cell(fashion):
+    project, _ = fashion
+    commit_all(project, "baseline run")
+
+    dvc(project, "exp", "run", "-S", "train.epochs=2")
+    diff = json.loads(dvc(project, "metrics", "diff", "--json").stdout)
+    changed = {name for file in diff.values() for name in file}
+    for cell in TINY_CELLS:
+        assert f"cells.{cell}.epochs" in changed or f"cells.{cell}.val_accuracy" in changed
+    assert diff["metrics/doe.json"][f"cells.{next(iter(TINY_CELLS))}.epochs"]["new"] == 2
+    commit_all(project, "two epochs")
+
+    added = dvc(project, "exp", "run", "-S", "+doe.cells.dense-1x16={family: dense, layers: 1, nodes: 16}")
+    assert "Running stage 'train@dense-1x16'" in added.stdout
+    for cell in TINY_CELLS:
+        assert f"Running stage 'train@{cell}'" not in added.stdout
+    doe = json.loads((project / "metrics/doe.json").read_text())
+    assert set(doe["cells"]) == set(TINY_CELLS) | {"dense-1x16"}
+    assert (project / "submissions/dense-1x16.csv").exists()
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["doe"]["cells"]["dense-1x16"] == {"family": "dense", "layers": 1, "nodes": 16}
+
+
+def test_sign_language_style_labels_map_back(tmp_path):
+    """Sparse labels (no 9) and a stray 200: the stray is quarantined, outputs use original labels."""
+    cells = {"dense-1x32": {"family": "dense", "layers": 1, "nodes": 32}}
+    project = make_project(tmp_path / "project", tiny_overrides("sign", cells=cells))
+    write_pair(project / "data/external", n_train=300, n_test=80, style="sign")
+    dvc(project, "repro")
+
+    label_map = json.loads((project / "data/clean/label_map.json").read_text())
+    assert label_map["classes"] == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "10"]
+    quarantine = pd.read_csv(project / "data/clean/quarantine.csv")
+    assert quarantine["label"].astype(str).tolist() == ["200"]
+    assert quarantine["line"].tolist() == [302]  # header + 300 rows, then the stray
+    validate = json.loads((project / "metrics/validate.json").read_text())
+    assert validate["rows_in"] == 301 and validate["rows_kept"] == 300
+
+    sub = pd.read_csv(project / "submissions/dense-1x32.csv")
+    assert len(sub) == 80 and set(sub["Label"]) <= {0, 1, 2, 3, 4, 5, 6, 7, 8, 10}
+    doe = json.loads((project / "metrics/doe.json").read_text())
+    assert "test_accuracy" in doe["cells"]["dense-1x32"]
+
+
+def test_bad_input_stops_before_work_with_one_line(tmp_path):
+    project = make_project(tmp_path / "project", tiny_overrides("fashion"))
+    write_pair(project / "data/external", n_train=100, n_test=20, style="fashion")
+    (project / "data/external/test.csv").write_text("label,pixel1\n")
+    failed = dvc(project, "repro", check=False)
+    assert failed.returncode != 0
+    assert "ingest: error: data/external/test.csv" in failed.stderr + failed.stdout
+    assert not (project / "data/clean").exists()
