@@ -70,6 +70,12 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class ReportParams:
+    target_overall: float = 0.96
+    target_per_class: float = 0.90
+
+
+@dataclass(frozen=True)
 class Cell:
     """One design cell: a family, its depth and width, and its training knobs."""
 
@@ -88,6 +94,7 @@ class Params:
     augment: AugmentParams
     train: TrainParams
     cells: dict[str, Cell]
+    report: ReportParams = field(default_factory=ReportParams)
 
 
 def _typed(section: str, cls: type, raw: Any) -> Any:
@@ -187,7 +194,7 @@ def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
 def parse(raw: Any) -> Params:
     """Check a params mapping and return its typed form."""
     _require(isinstance(raw, dict), "top level must be a mapping")
-    sections = {"data", "validate", "split", "augment", "train", "doe"}
+    sections = {"data", "validate", "split", "augment", "train", "doe", "report"}
     unknown = sorted(set(raw) - sections)
     _require(not unknown, f"unknown key '{unknown[0] if unknown else ''}' (known: {', '.join(sorted(sections))})")
 
@@ -227,6 +234,10 @@ def parse(raw: Any) -> Params:
         value = getattr(augment, knob)
         _require(0 <= value < 1, f"'augment.{knob}' must be in [0, 1), got {value}")
     _check_train("train", train)
+    report = _typed("report", ReportParams, raw.get("report"))
+    for knob in ("target_overall", "target_per_class"):
+        value = getattr(report, knob)
+        _require(0 <= value <= 1, f"'report.{knob}' must be in [0, 1], got {value}")
 
     doe = raw.get("doe")
     _require(isinstance(doe, dict), "'doe' must be a mapping with 'cells'")
@@ -235,7 +246,9 @@ def parse(raw: Any) -> Params:
     cells_raw = doe.get("cells")
     _require(isinstance(cells_raw, dict) and cells_raw, "'doe.cells' is empty: declare at least one design cell")
     cells = {str(name): _cell(name, spec, train) for name, spec in cells_raw.items()}
-    return Params(data=data, validate=validate, split=split, augment=augment, train=train, cells=cells)
+    return Params(
+        data=data, validate=validate, split=split, augment=augment, train=train, cells=cells, report=report
+    )
 
 
 def load(path: str | Path = PARAMS_FILE) -> Params:

@@ -1,0 +1,283 @@
+"""report stage: the client's answers, the best-versus-second-best test and the DOE analysis,
+as metrics/stats.json (for `dvc metrics`) and metrics/report.md (for people)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import confusion, evaluate, files, params, paths, results, stats  # noqa: E402
+from .errors import DataError, run_stage  # noqa: E402
+
+STATS_METRICS = Path("metrics/stats.json")
+REPORT = Path("metrics/report.md")
+HEATMAP_DIR = Path("plots/heatmaps")
+# report.md lives in metrics/, so its links climb one folder
+OTHER_PLOTS = {
+    "time versus accuracy": evaluate.TIME_VS_ACCURACY,
+    "learning curves": evaluate.LEARNING_CURVES,
+    "confusion matrix of the best cell": confusion.BEST_HEATMAP,
+}
+
+
+def _link(path: Path) -> str:
+    return f"../{path.as_posix()}"
+
+
+def second_best(doe: dict) -> str | None:
+    """The runner-up by validation accuracy (shorter training breaks ties), or None for one cell."""
+    others = {name: m for name, m in doe["cells"].items() if name != doe["best_cell"]}
+    if not others:
+        return None
+    return max(others, key=lambda name: (others[name]["val_accuracy"], -others[name]["train_seconds"]))
+
+
+def anova_rows(doe: dict) -> list[dict]:
+    """One row per cell: its design and its validation accuracies (per fold or replicate when known)."""
+    return [
+        {
+            "family": m["family"],
+            "layers": m["layers"],
+            "nodes": m["nodes"],
+            "accuracies": m.get("val_accuracy_runs") or [m["val_accuracy"]],
+        }
+        for m in doe["cells"].values()
+    ]
+
+
+def families(doe: dict) -> list[str]:
+    return list(dict.fromkeys(m["family"] for m in doe["cells"].values()))
+
+
+def plot_heatmap(doe: dict, family: str) -> Path:
+    """Validation accuracy over layers x nodes for one family; the best cell where a design repeats."""
+    cells = [m for m in doe["cells"].values() if m["family"] == family]
+    layers = sorted({m["layers"] for m in cells})
+    nodes = sorted({m["nodes"] for m in cells})
+    grid = np.full((len(layers), len(nodes)), np.nan)
+    for m in cells:
+        i, j = layers.index(m["layers"]), nodes.index(m["nodes"])
+        grid[i, j] = np.fmax(grid[i, j], m["val_accuracy"])
+    fig, ax = plt.subplots(figsize=(1.4 * len(nodes) + 2.5, 1.0 * len(layers) + 1.8))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(nodes)), [str(n) for n in nodes])
+    ax.set_yticks(range(len(layers)), [str(n) for n in layers])
+    ax.set(xlabel="nodes", ylabel="layers", title=f"{family}: validation accuracy")
+    middle = np.nanmean(grid)
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            colour = "black" if value > middle else "white"
+            ax.text(j, i, f"{value:.4f}", ha="center", va="center", fontsize=9, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = HEATMAP_DIR / f"{family}.png"
+    with files.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def cell_stats(answers: dict) -> dict:
+    """The numbers of one cell's client answers that `dvc metrics diff` can compare."""
+    out = {
+        "overall": round(answers["overall"], 6),
+        "worst_class": answers["worst_class"],
+        "worst_class_accuracy": round(answers["worst_class_accuracy"], 6),
+        "passes_targets": answers["passes_targets"],
+        "classes_below_target": len(answers["below_target"]),
+    }
+    if answers["most_common_confusion"]:
+        out["most_common_confusion"] = answers["most_common_confusion"]
+    return out
+
+
+def _acc(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def family_table(doe: dict, family: str) -> list[str]:
+    has_test = doe["test_labels_known"]
+    head = ["cell", "layers", "nodes", "epochs", "time (s)", "train acc", "val acc"]
+    head += ["test acc (Kaggle score)"] if has_test else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ranked = sorted(
+        ((name, m) for name, m in doe["cells"].items() if m["family"] == family),
+        key=lambda kv: -kv[1]["val_accuracy"],
+    )
+    for name, m in ranked:
+        val = _acc(m["val_accuracy"])
+        if "val_accuracy_std" in m:
+            val += f" ± {m['val_accuracy_std']:.4f}"
+        row = [
+            f"**{name}**" if name == doe["best_cell"] else name,
+            str(m["layers"]), str(m["nodes"]), str(m["epochs"]),
+            f"{m['train_seconds']:.1f}", _acc(m["train_accuracy"]), val,
+        ]
+        row += [_acc(m["test_accuracy"]) if "test_accuracy" in m else "-"] if has_test else []
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _confusion_words(pair: dict | None) -> str:
+    if not pair:
+        return "none (no errors)"
+    times = "time" if pair["count"] == 1 else "times"
+    return f"true {pair['true']} predicted as {pair['predicted']}, {pair['count']} {times}"
+
+
+def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict | None,
+             anova: dict | None, anova_reasons: dict[str, str], heatmaps: dict[str, Path]) -> str:
+    best = doe["best_cell"]
+    a = answers[best]
+    lines = ["# DOE report", ""]
+    lines.append(
+        f"Best cell: **{best}**, chosen by {doe['selected_by']}. Accuracies below are judged on the "
+        f"{set_name} set ({a['rows']} images with known labels)."
+    )
+    if set_name == "validation":
+        lines.append(
+            "The test labels are unknown, so the validation set that chose the best cell also judges it: "
+            "its accuracy is optimistic."
+        )
+
+    lines += ["", "## Results per family"]
+    for family in families(doe):
+        lines += ["", f"### {family}", "", *family_table(doe, family), ""]
+        lines.append(f"![{family}: validation accuracy over layers x nodes]({_link(heatmaps[family])})")
+
+    present = {title: path for title, path in OTHER_PLOTS.items() if path.exists()}
+    if present:
+        lines += ["", "## Plots", ""]
+        lines += [f"- [{title}]({_link(path)})" for title, path in present.items()]
+
+    lines += ["", "## Best versus second best (exact McNemar test)", ""]
+    if mcnemar is None:
+        lines.append("Only one cell is declared, so there is no second best to compare with.")
+    else:
+        first, second = mcnemar["best"], mcnemar["second"]
+        lines.append(
+            f"On the {set_name} set, {first} alone is right on {mcnemar['b']} images and {second} alone "
+            f"on {mcnemar['c']}. Exact McNemar p-value: {_p(mcnemar['p_value'])}, "
+            + ("significant at 0.05: the difference in accuracy is unlikely to be chance."
+               if mcnemar["significant"] else
+               "not significant at 0.05: the data do not show that one cell is more accurate than the other.")
+        )
+
+    lines += ["", "## Do depth and width matter? (two-way ANOVA of validation accuracy)", ""]
+    for family, table in (anova or {}).items():
+        lines += [f"{family} ({table['observations']} observations, residual df {table['residual_df']}):", ""]
+        lines += ["| term | df | F | p-value |", "|---|---|---|---|"]
+        for term, t in table["terms"].items():
+            f_text = "n/a" if t["F"] is None else f"{t['F']:.3g}"
+            lines.append(f"| {term} | {t['df']} | {f_text} | {_p(t['p_value'])} |")
+        lines.append("")
+    for family, reason in anova_reasons.items():
+        lines.append(f"Not computed for {family}: {reason}.")
+    if anova_reasons:
+        lines.append("")
+
+    lines += [f"## Client answers for the best cell ({best})", ""]
+    lines.append(f"- Overall accuracy: {_acc(a['overall'])} (target {a['target_overall']:g}: "
+                 f"{_met(a['passes_overall'])})")
+    lines.append(f"- Worst class: {a['worst_class']}, accuracy {_acc(a['worst_class_accuracy'])}")
+    lines.append(f"- Most common confusion: {_confusion_words(a['most_common_confusion'])}")
+    below = ", ".join(a["below_target"]) or "none"
+    lines.append(f"- Classes below the per-class target {a['target_per_class']:g}: {below} "
+                 f"(per-class target {_met(not a['below_target'])})")
+    lines += ["", "| class | images | accuracy | target |", "|---|---|---|---|"]
+    for label, acc in a["per_class"].items():
+        lines.append(f"| {label} | {a['support'][label]} | {_acc(acc)} | {_met(a['passes_per_class'][label])} |")
+
+    lines += ["", "## Every cell", "", "| cell | overall | worst class | most common confusion | targets |",
+              "|---|---|---|---|---|"]
+    for name, c in answers.items():
+        lines.append(
+            f"| {name} | {_acc(c['overall'])} | {c['worst_class']} ({_acc(c['worst_class_accuracy'])}) | "
+            f"{_confusion_words(c['most_common_confusion'])} | {_met(c['passes_targets'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    targets = params.load().report
+    truth = results.load_truth()
+    doe = files.read_json(paths.DOE_METRICS)
+    cells = results.declared_cells()
+    missing = [cell for cell in cells if cell not in doe["cells"]]
+    if missing:
+        raise DataError(f"{paths.DOE_METRICS}: no cell '{missing[0]}'; run `dvc repro evaluate` first")
+    if doe["best_cell"] not in cells:
+        raise DataError(
+            f"{paths.DOE_METRICS}: best cell '{doe['best_cell']}' is no longer declared; run `dvc repro evaluate`"
+        )
+    doe = {**doe, "cells": {cell: doe["cells"][cell] for cell in cells}}
+
+    split, y_true = results.scored_split(truth)
+    set_name = "test" if split == "test" else "validation"
+    predicted = {}
+    for cell in cells:
+        proba = results.load_predictions(cell)[1][split]
+        if len(proba) != len(y_true):
+            raise DataError(
+                f"{paths.PREDICTIONS_DIR / (cell + '.npz')}: '{split}' holds {len(proba)} rows, "
+                f"the {set_name} set {len(y_true)}; run `dvc repro train@{cell}` again"
+            )
+        predicted[cell] = proba.argmax(1)
+    answers = {
+        cell: stats.client_answers(
+            y_true, predicted[cell], truth.classes, targets.target_overall, targets.target_per_class
+        )
+        for cell in cells
+    }
+
+    best, second = doe["best_cell"], second_best(doe)
+    mcnemar = None
+    if second is not None:
+        test = stats.mcnemar_exact(y_true, predicted[best], predicted[second], names=(best, second))
+        mcnemar = {"best": best, "second": second, **{k: test[k] for k in ("b", "c", "p_value", "significant")}}
+
+    rows = anova_rows(doe)
+    anova = stats.two_way_anova(rows)
+    anova_reasons = {
+        family: stats.anova_shortfall([r for r in rows if r["family"] == family])
+        for family in families(doe)
+        if family not in (anova or {})
+    }
+    heatmaps = {family: plot_heatmap(doe, family) for family in families(doe)}
+
+    metrics = {
+        "scored_split": split,
+        "scored_rows": answers[best]["rows"],
+        "best_cell": best,
+        "targets": {"overall": targets.target_overall, "per_class": targets.target_per_class},
+    }
+    if mcnemar:
+        metrics["mcnemar"] = mcnemar
+    metrics["cells"] = {cell: cell_stats(answers[cell]) for cell in cells}
+    if anova:
+        metrics["anova"] = anova
+    files.write_json(STATS_METRICS, metrics)
+    files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps))
+
+    a = answers[best]
+    print(f"report: best {best} on the {set_name} set: overall {a['overall']:.4f}, worst class "
+          f"{a['worst_class']} ({a['worst_class_accuracy']:.4f}); written to {REPORT}")
+    if mcnemar:
+        print(f"report: McNemar {best} vs {second}: p = {mcnemar['p_value']:.3g}")
+
+
+if __name__ == "__main__":
+    run_stage("report", main)

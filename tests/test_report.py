@@ -1,0 +1,155 @@
+import copy
+
+import numpy as np
+import pytest
+from conftest import DEFAULT_PARAMS, write_params
+
+from mnist_doe import files, params, report
+from mnist_doe.errors import DataError
+from mnist_doe.params import ParamsError
+
+CLASSES = ["A", "B", "K"]
+Y_TEST = np.repeat([0, 1, 2], 10)  # ten images of each letter
+BEST = "dense-3x16"
+SECOND = "dense-3x8"
+CELLS = {
+    "dense-2x8": {"family": "dense", "layers": 2, "nodes": 8},
+    "dense-2x16": {"family": "dense", "layers": 2, "nodes": 16},
+    "dense-3x8": {"family": "dense", "layers": 3, "nodes": 8},
+    "dense-3x16": {"family": "dense", "layers": 3, "nodes": 16},
+}
+VAL_ACCURACY = {"dense-2x8": 0.80, "dense-2x16": 0.82, "dense-3x8": 0.90, "dense-3x16": 0.93}
+
+
+def cell_predictions() -> dict[str, np.ndarray]:
+    """Best: B->A once, K->B three times. Second: right on two of those four, wrong on every A."""
+    best = Y_TEST.copy()
+    best[[10, 20, 21, 22]] = [0, 1, 1, 1]
+    second = Y_TEST.copy()
+    second[[21, 22]] = 1
+    second[:10] = 2  # b = 10 (best alone right), c = 2 (rows 10 and 20)
+    return {"dense-2x8": second, "dense-2x16": second, SECOND: second, BEST: best}
+
+
+def one_hot(y: np.ndarray) -> np.ndarray:
+    return np.eye(len(CLASSES), dtype=np.float32)[y]
+
+
+def write_inputs(root, *, runs: bool = True, test_known: bool = True, cells=CELLS) -> None:
+    write_params(root, doe={"cells": cells})
+    y_train = np.tile([0, 1, 2], 6)
+    y_test = Y_TEST if test_known else np.full_like(Y_TEST, -1)
+    files.save_npz("data/clean/train.npz", pixels=np.zeros((18, 4), np.uint8), y=y_train, lines=np.arange(18) + 2)
+    files.save_npz("data/clean/test.npz", pixels=np.zeros((30, 4), np.uint8), y=y_test, lines=np.arange(30) + 2)
+    files.save_npz("data/split/indices.npz", train=np.arange(12), val=np.arange(12, 18))
+    files.write_json(
+        "data/clean/label_map.json", {"classes": CLASSES, "side": 2, "test_labels_known": test_known}
+    )
+    predictions = cell_predictions()
+    doe = {"best_cell": BEST, "selected_by": "val_accuracy", "test_labels_known": test_known, "cells": {}}
+    for name, spec in cells.items():
+        test = predictions[name]
+        # on validation the best cell is perfect and every other one is off by one class
+        val = y_train[12:].copy() if name == BEST else np.roll(y_train[12:], 1)
+        files.save_npz(
+            f"data/predictions/{name}.npz", train=one_hot(y_train[:12]), val=one_hot(val), test=one_hot(test)
+        )
+        files.write_json(f"data/predictions/{name}.json", {"cell": name, **spec})
+        acc = VAL_ACCURACY[name]
+        doe["cells"][name] = {
+            **spec, "epochs": 10, "train_seconds": 1.5, "train_accuracy": 0.95, "val_accuracy": acc,
+        }
+        if test_known:
+            doe["cells"][name]["test_accuracy"] = float(np.mean(test == Y_TEST))
+        if runs:
+            doe["cells"][name]["val_accuracy_std"] = 0.01
+            doe["cells"][name]["val_accuracy_runs"] = [acc - 0.01, acc, acc + 0.012]
+    files.write_json("metrics/doe.json", doe)
+
+
+def test_report_answers_the_client_in_original_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path)
+    report.main()
+
+    metrics = files.read_json("metrics/stats.json")
+    assert metrics["scored_split"] == "test" and metrics["scored_rows"] == 30
+    assert metrics["mcnemar"]["best"] == BEST and metrics["mcnemar"]["second"] == SECOND
+    assert (metrics["mcnemar"]["b"], metrics["mcnemar"]["c"]) == (10, 2)
+    assert metrics["mcnemar"]["p_value"] == pytest.approx(158 / 4096)
+    best = metrics["cells"][BEST]
+    assert best["overall"] == pytest.approx(26 / 30)
+    assert (best["worst_class"], best["worst_class_accuracy"]) == ("K", pytest.approx(0.7))
+    assert best["most_common_confusion"] == {"true": "K", "predicted": "B", "count": 3}
+    assert best["passes_targets"] is False and best["classes_below_target"] == 1
+    assert metrics["cells"][SECOND]["most_common_confusion"] == {"true": "A", "predicted": "K", "count": 10}
+    layers = metrics["anova"]["dense"]["terms"]["layers"]
+    assert layers["p_value"] < 0.01 and metrics["anova"]["dense"]["observations"] == 12
+
+    text = (tmp_path / "metrics/report.md").read_text()
+    assert "Best cell: **dense-3x16**" in text and "judged on the test set (30 images" in text
+    assert "| **dense-3x16** | 3 | 16 | 10 | 1.5 | 0.9500 | 0.9300 ± 0.0100 | 0.8667 |" in text
+    assert "![dense: validation accuracy over layers x nodes](../plots/heatmaps/dense.png)" in text
+    assert (tmp_path / "plots/heatmaps/dense.png").stat().st_size > 0
+    assert "Exact McNemar p-value: 0.0386, significant at 0.05" in text
+    assert "| layers | 2 |" not in text and "| layers | 1 |" in text
+    assert "- Worst class: K, accuracy 0.7000" in text
+    assert "- Most common confusion: true K predicted as B, 3 times" in text
+    assert "- Overall accuracy: 0.8667 (target 0.96: **missed**)" in text
+    assert "- Classes below the per-class target 0.9: K (per-class target **missed**)" in text
+    assert "| B | 10 | 0.9000 | met |" in text and "| K | 10 | 0.7000 | **missed** |" in text
+    assert "| dense-3x8 | 0.6000 | A (0.0000) | true A predicted as K, 10 times | **missed** |" in text
+    assert "## Plots" not in text  # the other stages' plots are not there to link to
+
+
+def test_report_without_replicates_or_test_labels(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path, runs=False, test_known=False)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots/learning_curves.png").write_bytes(b"png")
+    report.main()
+
+    metrics = files.read_json("metrics/stats.json")
+    assert metrics["scored_split"] == "val" and metrics["scored_rows"] == 6
+    assert "anova" not in metrics
+    assert metrics["cells"][BEST]["overall"] == 1.0 and "most_common_confusion" not in metrics["cells"][BEST]
+    text = (tmp_path / "metrics/report.md").read_text()
+    assert "judged on the validation set (6 images" in text and "optimistic" in text
+    assert "test acc" not in text
+    assert "Not computed for dense: needs >= 2 replicate or fold accuracies" in text
+    assert "- Most common confusion: none (no errors)" in text
+    assert "- [learning curves](../plots/learning_curves.png)" in text
+
+
+def test_report_with_one_cell_skips_mcnemar(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path, cells={BEST: CELLS[BEST]})
+    report.main()
+    assert "mcnemar" not in files.read_json("metrics/stats.json")
+    text = (tmp_path / "metrics/report.md").read_text()
+    assert "no second best to compare with" in text
+    assert "Not computed for dense: needs >= 2 levels of layers and of nodes (has 1 x 1)" in text
+
+
+def test_report_refuses_stale_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path)
+    write_params(tmp_path, doe={"cells": {**CELLS, "dense-4x4": {"family": "dense", "layers": 4, "nodes": 4}}})
+    with pytest.raises(DataError, match=r"metrics/doe.json: no cell 'dense-4x4'; run `dvc repro evaluate`"):
+        report.main()
+
+    write_params(tmp_path, doe={"cells": CELLS})
+    files.save_npz(f"data/predictions/{BEST}.npz", train=one_hot(Y_TEST), val=one_hot(Y_TEST), test=one_hot(Y_TEST[:5]))
+    with pytest.raises(DataError, match=r"dense-3x16.npz: 'test' holds 5 rows, the test set 30"):
+        report.main()
+
+
+def test_report_targets_are_checked():
+    raw = copy.deepcopy(DEFAULT_PARAMS)
+    assert params.parse(raw).report == params.ReportParams(target_overall=0.96, target_per_class=0.90)
+    raw["report"] = {"target_overall": 1.5}
+    with pytest.raises(ParamsError, match=r"'report.target_overall' must be in \[0, 1\], got 1.5"):
+        params.parse(raw)
+    raw["report"] = {"target_per_class": "high"}
+    with pytest.raises(ParamsError, match="'report.target_per_class' must be a number, got 'high'"):
+        params.parse(raw)
