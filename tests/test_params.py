@@ -27,7 +27,7 @@ def test_repository_params_parse():
 
 def test_unknown_top_level_key():
     assert message(lambda raw: raw.update(trian={})) == (
-        "params.yaml: unknown key 'trian' (known: augment, data, doe, report, split, train, validate)"
+        "params.yaml: unknown key 'trian' (known: augment, budget, data, doe, report, split, train, validate)"
     )
 
 

@@ -41,7 +41,10 @@ def write_inputs(root, *, runs: bool = True, test_known: bool = True, cells=CELL
     y_test = Y_TEST if test_known else np.full_like(Y_TEST, -1)
     files.save_npz("data/clean/train.npz", pixels=np.zeros((18, 4), np.uint8), y=y_train, lines=np.arange(18) + 2)
     files.save_npz("data/clean/test.npz", pixels=np.zeros((30, 4), np.uint8), y=y_test, lines=np.arange(30) + 2)
-    files.save_npz("data/split/indices.npz", train=np.arange(12), val=np.arange(12, 18))
+    files.save_npz(
+        "data/split/indices.npz", train=np.arange(12), n_folds=np.array(1), val_source=np.array("train"),
+        test_rows=np.arange(30), fit_0=np.arange(12), val_0=np.arange(12, 18),
+    )
     files.write_json(
         "data/clean/label_map.json", {"classes": CLASSES, "side": 2, "test_labels_known": test_known}
     )
@@ -52,7 +55,7 @@ def write_inputs(root, *, runs: bool = True, test_known: bool = True, cells=CELL
         # on validation the best cell is perfect and every other one is off by one class
         val = y_train[12:].copy() if name == BEST else np.roll(y_train[12:], 1)
         files.save_npz(
-            f"data/predictions/{name}.npz", train=one_hot(y_train[:12]), val=one_hot(val), test=one_hot(test)
+            f"data/predictions/{name}.npz", val=one_hot(val), test=one_hot(test), val_rows=np.arange(12, 18)
         )
         files.write_json(f"data/predictions/{name}.json", {"cell": name, **spec})
         acc = VAL_ACCURACY[name]

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from mnist_doe import files, params, paths, train
 from mnist_doe.tiny import embedded_digits
@@ -31,8 +32,11 @@ def stage_dir(tmp_path, monkeypatch):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     files.save_npz(paths.CLEAN_TRAIN, pixels=x[:300], y=y[:300], lines=np.arange(2, 302))
     files.save_npz(paths.CLEAN_TEST, pixels=x[300:350], y=y[300:350], lines=np.arange(2, 52))
-    files.save_npz(paths.SPLIT, train=np.arange(0, 240), val=np.arange(240, 300))
-    files.save_npz(paths.AUGMENTED_TRAIN, pixels=x[:240], y=y[:240])
+    files.save_npz(
+        paths.SPLIT, train=np.arange(0, 240), n_folds=np.array(1), val_source=np.array("train"),
+        test_rows=np.arange(50), fit_0=np.arange(0, 240), val_0=np.arange(240, 300),
+    )
+    files.save_npz(paths.AUGMENTED_TRAIN, pixels=x[:240], y=y[:240], source=np.arange(240))
     files.write_json(paths.LABEL_MAP, {"classes": [str(i) for i in range(10)], "side": 28})
     return tmp_path
 
@@ -51,8 +55,8 @@ def test_each_family_writes_model_history_and_predictions(stage_dir, family):
     summary = train.train_cell(c)
 
     proba = files.load_npz(paths.PREDICTIONS_DIR / f"{c.name}.npz")
-    assert proba["train"].shape == (240, 10)
     assert proba["val"].shape == (60, 10)
+    np.testing.assert_array_equal(proba["val_rows"], np.arange(240, 300))
     assert proba["test"].shape == (50, 10)
     np.testing.assert_allclose(proba["test"].sum(axis=1), 1.0, atol=1e-4)
     # six epochs on 240 real digits beat chance (0.1) clearly
@@ -84,7 +88,7 @@ def test_same_seed_gives_identical_predictions_on_cpu(stage_dir):
     proba_first = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
     second = train.train_cell(cell("cnn"))
     proba_second = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
-    for split in ("train", "val", "test"):
+    for split in ("val", "test"):
         np.testing.assert_array_equal(proba_first[split], proba_second[split])
     assert first["epochs"] == second["epochs"] == 2
 
@@ -92,3 +96,31 @@ def test_same_seed_gives_identical_predictions_on_cpu(stage_dir):
 def test_unknown_cell_is_refused_with_the_known_names(stage_dir, capsys):
     with pytest.raises(params.ParamsError, match="no cell 'nope' in doe.cells"):
         train.main(["nope"])
+
+
+def test_kfold_with_replicates_trains_every_run_and_pools_out_of_fold(stage_dir):
+    from mnist_doe import split as split_stage
+
+    y = digits()[1]
+    folds = split_stage.make_split(params.SplitParams(protocol="kfold", folds=3), y[:300], y[300:350])
+    files.save_npz(paths.SPLIT, **folds)
+    x = digits()[0]
+    files.save_npz(paths.AUGMENTED_TRAIN, pixels=x[:300], y=y[:300], source=np.arange(300))
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["split"].update(protocol="kfold", folds=3, replicates=2)
+    with open("params.yaml", "w") as handle:
+        yaml.safe_dump(raw, handle)
+
+    summary = train.train_cell(cell("dense", epochs=2))
+    assert summary["runs"] == 6 and len(summary["val_accuracy_runs"]) == 6
+    assert [(r["fold"], r["replicate"]) for r in summary["run_details"]] == [
+        (f, r) for f in (1, 2, 3) for r in (1, 2)
+    ]
+    # each fold fits on its own 200 rows, never on the rows it validates
+    assert {r["fit_rows"] for r in summary["run_details"]} == {200}
+    proba = files.load_npz(paths.PREDICTIONS_DIR / "dense-1x16.npz")
+    np.testing.assert_array_equal(proba["val_rows"], np.arange(300))  # every row, out of fold
+    assert summary["val_accuracy_std"] > 0
+    for run in ("fold1-rep1", "fold3-rep2"):
+        curve = paths.LIVE_DIR / "dense-1x16" / "plots" / "metrics" / run / "val_accuracy.tsv"
+        assert len(curve.read_text().splitlines()) == 3  # header + 2 epochs

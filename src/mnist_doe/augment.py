@@ -256,7 +256,9 @@ def main() -> None:
             f"{paths.SPLIT}: 'train' holds indices outside the {rows} rows of {paths.CLEAN_TRAIN}"
         )
     pixels, labels = augment_training_set(clean["pixels"][train], clean["y"][train], settings)
-    files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=labels.astype(np.int64))
+    # which clean row each augmented row came from, so a fold fits only on its own rows
+    source = np.tile(train, len(pixels) // max(len(train), 1)).astype(np.int64)
+    files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=labels.astype(np.int64), source=source)
     seconds = time.perf_counter() - started
     print(f"augment: {len(train)} training rows -> {len(pixels)} rows in {seconds:.1f} s")
 

@@ -20,6 +20,7 @@ FAMILIES = ("dense", "cnn", "lstm", "logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
 RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
 DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
+PROTOCOLS = ("holdout", "kfold", "test-only")
 CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -43,8 +44,16 @@ class ValidateParams:
 
 @dataclass(frozen=True)
 class SplitParams:
+    protocol: str = "holdout"
     val_fraction: float = 0.2
+    folds: int = 5
+    replicates: int = 1
     seed: int = 42
+
+
+@dataclass(frozen=True)
+class BudgetParams:
+    max_runs: int = 50
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,13 @@ class Params:
     train: TrainParams
     cells: dict[str, Cell]
     report: ReportParams = field(default_factory=ReportParams)
+    budget: BudgetParams = field(default_factory=BudgetParams)
+
+    @property
+    def runs_per_cell(self) -> int:
+        """Trainings of one cell: one per fold (k-fold) and per replicate seed."""
+        folds = self.split.folds if self.split.protocol == "kfold" else 1
+        return folds * self.split.replicates
 
 
 def _typed(section: str, cls: type, raw: Any) -> Any:
@@ -194,7 +210,7 @@ def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
 def parse(raw: Any) -> Params:
     """Check a params mapping and return its typed form."""
     _require(isinstance(raw, dict), "top level must be a mapping")
-    sections = {"data", "validate", "split", "augment", "train", "doe", "report"}
+    sections = {"data", "validate", "split", "augment", "train", "doe", "report", "budget"}
     unknown = sorted(set(raw) - sections)
     _require(not unknown, f"unknown key '{unknown[0] if unknown else ''}' (known: {', '.join(sorted(sections))})")
 
@@ -221,9 +237,21 @@ def parse(raw: Any) -> Params:
         f"'validate.duplicates' is {validate.duplicates!r}; choose one of {', '.join(DUPLICATE_POLICIES)}",
     )
     _require(
+        split.protocol in PROTOCOLS,
+        f"'split.protocol' is {split.protocol!r}; choose one of {', '.join(PROTOCOLS)}",
+    )
+    _require(
         0 < split.val_fraction < 1,
         f"'split.val_fraction' must be inside (0, 1), got {split.val_fraction}",
     )
+    _require(split.folds >= 2, f"'split.folds' must be >= 2, got {split.folds}")
+    _require(split.replicates >= 1, f"'split.replicates' must be >= 1, got {split.replicates}")
+    _require(
+        split.protocol != "test-only" or bool(data.test_csv),
+        "'split.protocol' test-only draws validation from a labelled test file; set data.test_csv",
+    )
+    budget = _typed("budget", BudgetParams, raw.get("budget"))
+    _require(budget.max_runs >= 1, f"'budget.max_runs' must be >= 1, got {budget.max_runs}")
     _require(augment.copies >= 0, f"'augment.copies' must be >= 0, got {augment.copies}")
     for recipe in augment.recipes:
         _require(
@@ -246,9 +274,18 @@ def parse(raw: Any) -> Params:
     cells_raw = doe.get("cells")
     _require(isinstance(cells_raw, dict) and cells_raw, "'doe.cells' is empty: declare at least one design cell")
     cells = {str(name): _cell(name, spec, train) for name, spec in cells_raw.items()}
-    return Params(
-        data=data, validate=validate, split=split, augment=augment, train=train, cells=cells, report=report
+    result = Params(
+        data=data, validate=validate, split=split, augment=augment, train=train, cells=cells,
+        report=report, budget=budget,
     )
+    runs = len(cells) * result.runs_per_cell
+    _require(
+        runs <= budget.max_runs,
+        f"the design needs {runs} training runs ({len(cells)} cells x "
+        f"{result.runs_per_cell // split.replicates} folds x {split.replicates} replicates), "
+        f"over budget.max_runs={budget.max_runs}; remove cells or raise the budget",
+    )
+    return result
 
 
 def load(path: str | Path = PARAMS_FILE) -> Params:

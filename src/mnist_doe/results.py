@@ -13,28 +13,39 @@ from .errors import DataError
 @dataclass(frozen=True)
 class Truth:
     classes: list[str]  # original label text, in class-index order
-    y_train: np.ndarray
-    y_val: np.ndarray
-    y_test: np.ndarray  # -1 where the test label is unknown
+    y_val: np.ndarray  # labels of validation_rows(split), in that order
+    y_test: np.ndarray  # one per test-file row; -1 where unknown or not scored as test
     test_labels_known: bool
+
+
+def validation_rows(split: dict[str, np.ndarray]) -> np.ndarray:
+    """Every row some run validates on (in the file split['val_source'] names), sorted."""
+    n_folds = int(split["n_folds"])
+    return np.unique(np.concatenate([split[f"val_{k}"] for k in range(n_folds)]))
 
 
 def load_truth() -> Truth:
     label_map = files.read_json(paths.LABEL_MAP)
-    clean = files.load_npz(paths.CLEAN_TRAIN)
     split = files.load_npz(paths.SPLIT)
     y_test = files.load_npz(paths.CLEAN_TEST)["y"]
+    source = paths.CLEAN_TEST if str(split["val_source"]) == "test" else paths.CLEAN_TRAIN
+    y_source = y_test if source == paths.CLEAN_TEST else files.load_npz(paths.CLEAN_TRAIN)["y"]
+    scored = np.full(len(y_test), -1, dtype=np.int64)
+    scored[split["test_rows"]] = y_test[split["test_rows"]]
     return Truth(
         classes=[str(c) for c in label_map["classes"]],
-        y_train=clean["y"][split["train"]],
-        y_val=clean["y"][split["val"]],
-        y_test=y_test,
-        test_labels_known=bool(np.any(y_test >= 0)),
+        y_val=y_source[validation_rows(split)],
+        y_test=scored,
+        test_labels_known=bool(np.any(scored >= 0)),
     )
 
 
 def load_predictions(cell: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """Return (summary, {'train','val','test'} class probabilities) written by train@cell."""
+    """Return (summary, {'val','test'} class probabilities) written by train@cell.
+
+    'val' follows validation_rows(); with several runs (folds, replicates) each row holds
+    the mean over the runs that validated it, and 'test' the mean over all runs.
+    """
     summary_path = paths.PREDICTIONS_DIR / f"{cell}.json"
     if not summary_path.exists():
         raise DataError(f"{summary_path}: missing; run `dvc repro train@{cell}` first")

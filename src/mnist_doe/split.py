@@ -1,42 +1,97 @@
-"""split stage: a stratified, seeded train / validation split of the clean training rows."""
+"""split stage: stratified, seeded index sets for the configured protocol.
+
+Writes data/split/indices.npz:
+  train       clean training rows that any run fits on (the augment stage augments these)
+  n_folds     how many (fit, validation) pairs follow
+  fit_<k>     clean training rows run k fits on
+  val_<k>     rows run k validates on, in the file named by val_source
+  val_source  "train" (holdout, kfold) or "test" (test-only)
+  test_rows   test-file rows that score as the test set (all, or what test-only leaves)
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from . import files, params, paths
 from .errors import DataError, run_stage
 
 
-def holdout(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return sorted (train, val) row indices, stratified on `y`."""
-    counts = np.bincount(y)
-    rare = np.flatnonzero((counts > 0) & (counts < 2))
-    if rare.size:
+def _check_stratifiable(y: np.ndarray, n_parts: int, where: str, knob: str) -> None:
+    labels, counts = np.unique(y, return_counts=True)
+    if counts.min() < n_parts:
         raise DataError(
-            f"{paths.CLEAN_TRAIN}: class index {int(rare[0])} has {int(counts[rare[0]])} row; "
-            "a stratified split needs at least 2 rows per class"
+            f"{where}: class index {int(labels[counts.argmin()])} has {int(counts.min())} row(s); "
+            f"{knob} needs at least {n_parts} per class"
         )
+
+
+def holdout(y: np.ndarray, val_fraction: float, seed: int, where: str = str(paths.CLEAN_TRAIN)) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted (fit, val) positions into `y`, stratified."""
+    _check_stratifiable(y, 2, where, "a stratified split")
     n_val = int(round(len(y) * val_fraction))
-    n_classes = int(np.count_nonzero(counts))
+    n_classes = len(np.unique(y))
     if n_val < n_classes or len(y) - n_val < n_classes:
         raise DataError(
-            f"{paths.CLEAN_TRAIN}: {len(y)} rows cannot be split with split.val_fraction="
-            f"{val_fraction} so that each of the {n_classes} classes is in both parts"
+            f"{where}: {len(y)} rows cannot be split with split.val_fraction={val_fraction} "
+            f"so that each of the {n_classes} classes is in both parts"
         )
-    train, val = train_test_split(
-        np.arange(len(y)), test_size=n_val, stratify=y, random_state=seed
-    )
-    return np.sort(train), np.sort(val)
+    fit, val = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y, random_state=seed)
+    return np.sort(fit), np.sort(val)
+
+
+def kfold(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    _check_stratifiable(y, folds, str(paths.CLEAN_TRAIN), f"split.folds={folds}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(np.sort(f), np.sort(v)) for f, v in splitter.split(np.zeros(len(y)), y)]
+
+
+def make_split(s: params.SplitParams, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, np.ndarray]:
+    """The index sets of protocol `s.protocol` (see the module docstring)."""
+    all_train = np.arange(len(y_train))
+    test_rows = np.arange(len(y_test))
+    source = "train"
+    if s.protocol == "holdout":
+        pairs = [holdout(y_train, s.val_fraction, s.seed)]
+    elif s.protocol == "kfold":
+        pairs = kfold(y_train, s.folds, s.seed)
+    else:
+        labelled = np.flatnonzero(y_test >= 0)
+        if labelled.size == 0:
+            raise DataError(
+                f"{paths.CLEAN_TEST}: split.protocol test-only needs test labels "
+                "(a label column in the test file, or data.test_labels_csv)"
+            )
+        _, val_pos = holdout(y_test[labelled], s.val_fraction, s.seed, where=str(paths.CLEAN_TEST))
+        pairs = [(all_train, labelled[val_pos])]
+        test_rows = np.setdiff1d(test_rows, labelled[val_pos])
+        source = "test"
+    out = {
+        "train": np.unique(np.concatenate([fit for fit, _ in pairs])).astype(np.int64),
+        "n_folds": np.array(len(pairs)),
+        "val_source": np.array(source),
+        "test_rows": test_rows.astype(np.int64),
+    }
+    for k, (fit, val) in enumerate(pairs):
+        out[f"fit_{k}"] = fit.astype(np.int64)
+        out[f"val_{k}"] = val.astype(np.int64)
+    return out
 
 
 def main() -> None:
     p = params.load()
-    y = files.load_npz(paths.CLEAN_TRAIN)["y"]
-    train, val = holdout(y, p.split.val_fraction, p.split.seed)
-    files.save_npz(paths.SPLIT, train=train.astype(np.int64), val=val.astype(np.int64))
-    print(f"split: {len(train)} train rows, {len(val)} validation rows")
+    y_train = files.load_npz(paths.CLEAN_TRAIN)["y"]
+    y_test = files.load_npz(paths.CLEAN_TEST)["y"]
+    split = make_split(p.split, y_train, y_test)
+    files.save_npz(paths.SPLIT, **split)
+    n = int(split["n_folds"])
+    val_rows = sum(len(split[f"val_{k}"]) for k in range(n))
+    print(
+        f"split: {p.split.protocol}, {n} fold(s); {len(split['train'])} training rows, "
+        f"{val_rows} validation rows from the {split['val_source']} file, "
+        f"{len(split['test_rows'])} test rows scored"
+    )
 
 
 if __name__ == "__main__":

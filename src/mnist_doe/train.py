@@ -7,34 +7,80 @@ The only stage that imports TensorFlow, and the only one that may use a GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import files, params, paths
 from .errors import run_stage
+from .results import validation_rows
 
 BACKUP_DIR = Path(".train_backup")
 
 
-def cell_inputs() -> dict[str, np.ndarray]:
-    """Load the arrays a cell trains and predicts on: all uint8 pixels, int64 labels."""
-    clean = files.load_npz(paths.CLEAN_TRAIN)
-    split = files.load_npz(paths.SPLIT)
-    augmented = files.load_npz(paths.AUGMENTED_TRAIN)
-    test = files.load_npz(paths.CLEAN_TEST)
+@dataclass(frozen=True)
+class Run:
+    """One training of a cell: fold `fold`, replicate `replicate`."""
+
+    fold: int
+    replicate: int
+    name: str  # "" when the cell trains once; else e.g. "fold2-rep1"
+
+
+def plan_runs(n_folds: int, replicates: int) -> list[Run]:
+    single = n_folds * replicates == 1
+    return [
+        Run(k, r, "" if single else f"fold{k + 1}-rep{r + 1}")
+        for k in range(n_folds)
+        for r in range(replicates)
+    ]
+
+
+def load_inputs() -> dict[str, dict[str, np.ndarray]]:
+    """Everything a cell reads: the clean files, the split and the augmented set (all uint8)."""
     return {
-        "x_fit": augmented["pixels"],
-        "y_fit": augmented["y"],
-        "x_train": clean["pixels"][split["train"]],
-        "y_train": clean["y"][split["train"]],
-        "x_val": clean["pixels"][split["val"]],
-        "y_val": clean["y"][split["val"]],
-        "x_test": test["pixels"],
+        "clean": files.load_npz(paths.CLEAN_TRAIN),
+        "test": files.load_npz(paths.CLEAN_TEST),
+        "split": files.load_npz(paths.SPLIT),
+        "augmented": files.load_npz(paths.AUGMENTED_TRAIN),
     }
+
+
+def run_inputs(inputs: dict, fold: int) -> dict[str, np.ndarray]:
+    """The arrays of one fold: augmented rows of its own fit rows only, its validation rows."""
+    split, augmented, clean = inputs["split"], inputs["augmented"], inputs["clean"]
+    fit_rows = split[f"fit_{fold}"]
+    own = np.isin(augmented["source"], fit_rows)
+    val_file = inputs["test"] if str(split["val_source"]) == "test" else clean
+    val_rows = split[f"val_{fold}"]
+    return {
+        "x_fit": augmented["pixels"] if own.all() else augmented["pixels"][own],
+        "y_fit": augmented["y"] if own.all() else augmented["y"][own],
+        "x_train": clean["pixels"][fit_rows],
+        "y_train": clean["y"][fit_rows],
+        "x_val": val_file["pixels"][val_rows],
+        "y_val": val_file["y"][val_rows],
+        "x_test": inputs["test"]["pixels"],
+    }
+
+
+class RunLog:
+    """DVCLive for one run: epochs as steps, metric names prefixed by the run's name."""
+
+    def __init__(self, live, run: Run, first_epoch: int = 0):
+        self.live, self.prefix = live, f"{run.name}/" if run.name else ""
+        self.live.step = first_epoch
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.live.log_metric(self.prefix + name, value)
+
+    def next_step(self) -> None:
+        self.live.next_step()
 
 
 def _history_logger(live):
@@ -156,8 +202,7 @@ def _log_baseline_epoch(live, model, x, y, data) -> None:
 
 def save_model(model, family: str, out_dir: Path) -> None:
     """Keras models as .keras; baselines as plain arrays (never pickle)."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     if family in ("logreg", "mlp"):
         arrays = {"classes": model.classes_}
@@ -172,46 +217,114 @@ def save_model(model, family: str, out_dir: Path) -> None:
             model.save(tmp)
 
 
-def train_cell(cell: params.Cell) -> dict:
-    """Train one cell end to end and write all of its outputs; returns its summary."""
-    from dvclive import Live
-
-    data = cell_inputs()
-    n_classes = len(files.read_json(paths.LABEL_MAP)["classes"])
-    backup = BACKUP_DIR / cell.name
-    resuming = backup.exists()
-    live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=resuming, save_dvc_exp=False, dvcyaml=False)
-
+def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> tuple:
+    """Fit one run; returns (model, its results: probabilities and accuracies)."""
+    run_cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, seed=cell.train.seed + run.replicate))
+    backup = BACKUP_DIR / cell.name / (run.name or "run")
+    first_epoch = _finished_epochs(live, run)
+    log = RunLog(live, run, first_epoch if backup.exists() else 0)
     start = time.perf_counter()
     if cell.family in ("logreg", "mlp"):
-        model, predict, epochs_run = fit_baseline(cell, data, live)
+        model, predict, epochs_run = fit_baseline(run_cell, data, log)
     else:
-        model, predict, epochs_run = fit_keras(cell, data, n_classes, live, backup)
-    train_seconds = time.perf_counter() - start
+        model, predict, epochs_run = fit_keras(run_cell, data, n_classes, log, backup)
+    seconds = time.perf_counter() - start
+    train_proba, val_proba = predict(data["x_train"]), predict(data["x_val"])
+    return model, {
+        "val": val_proba,
+        "test": predict(data["x_test"]),
+        "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
+        "val_accuracy": float((val_proba.argmax(1) == data["y_val"]).mean()),
+        "epochs": epochs_run,
+        "seconds": seconds,
+        "fit_rows": len(data["x_fit"]),
+    }
 
+
+def _finished_epochs(live, run: Run) -> int:
+    """Epochs of `run` already in the learning curve (after an interruption)."""
+    curve = Path(live.plots_dir) / "metrics" / (run.name or "") / "val_accuracy.tsv"
+    if not curve.exists():
+        return 0
+    return max(0, len(curve.read_text().splitlines()) - 1)
+
+
+def train_cell(cell: params.Cell) -> dict:
+    """Train every run of one cell and write all of its outputs; returns its summary.
+
+    Finished runs are kept under .train_backup/<cell>/ until the cell is done, so an
+    interrupted cell resumes at its first unfinished run, from that run's last epoch.
+    """
+    from dvclive import Live
+
+    inputs = load_inputs()
+    split = inputs["split"]
+    p = params.load()
+    runs = plan_runs(int(split["n_folds"]), p.split.replicates)
+    n_classes = len(files.read_json(paths.LABEL_MAP)["classes"])
+    cell_backup = BACKUP_DIR / cell.name
+    live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=cell_backup.exists(), save_dvc_exp=False, dvcyaml=False)
+
+    val_rows = validation_rows(split)
+    val_sum = np.zeros((len(val_rows), n_classes), np.float64)
+    val_count = np.zeros(len(val_rows), np.int64)
+    test_sum = np.zeros((len(inputs["test"]["pixels"]), n_classes), np.float64)
+    run_rows = []
+    for run in runs:
+        done = cell_backup / f"{run.name or 'run'}.done.npz"
+        if done.exists():
+            arrays = files.load_npz(done)
+            result = {k: arrays[k] for k in ("val", "test")}
+            result.update(files.read_json(done.with_suffix(".json")))
+        else:
+            data = run_inputs(inputs, run.fold)
+            model, result = train_run(cell, run, data, n_classes, live)
+            if run == runs[0]:  # the cell's saved model is its first run's
+                save_model(model, cell.family, cell_backup / "model")
+            files.save_npz(done, val=result["val"], test=result["test"])
+            files.write_json(done.with_suffix(".json"), {k: v for k, v in result.items() if k not in ("val", "test")})
+            del data
+        at = np.searchsorted(val_rows, split[f"val_{run.fold}"])
+        val_sum[at] += result["val"]
+        val_count[at] += 1
+        test_sum += result["test"]
+        run_rows.append({"run": run.name or "run", "fold": run.fold + 1, "replicate": run.replicate + 1,
+                         **{k: result[k] for k in ("epochs", "seconds", "fit_rows", "train_accuracy", "val_accuracy")}})
+
+    seconds = sum(r["seconds"] for r in run_rows)
+    val_accuracies = [r["val_accuracy"] for r in run_rows]
     summary = {
         "cell": cell.name,
         "family": cell.family,
         "layers": cell.layers,
         "nodes": cell.nodes,
-        "epochs": epochs_run,
-        "train_rows": int(len(data["x_fit"])),
-        "train_seconds": round(train_seconds, 3),
-        "images_per_second": round(epochs_run * len(data["x_fit"]) / train_seconds, 1),
-        "params": {k: v for k, v in vars(cell.train).items()},
+        "epochs": max(r["epochs"] for r in run_rows),
+        "runs": len(run_rows),
+        "train_rows": run_rows[0]["fit_rows"],
+        "train_seconds": round(seconds, 3),
+        "images_per_second": round(sum(r["epochs"] * r["fit_rows"] for r in run_rows) / seconds, 1),
+        "train_accuracy": float(np.mean([r["train_accuracy"] for r in run_rows])),
+        "val_accuracy_mean": float(np.mean(val_accuracies)),
+        "val_accuracy_std": float(np.std(val_accuracies, ddof=1)) if len(run_rows) > 1 else 0.0,
+        "val_accuracy_runs": val_accuracies,
+        "run_details": run_rows,
+        "params": dict(vars(cell.train)),
     }
     files.save_npz(
         paths.PREDICTIONS_DIR / f"{cell.name}.npz",
-        train=predict(data["x_train"]),
-        val=predict(data["x_val"]),
-        test=predict(data["x_test"]),
+        val=(val_sum / np.maximum(val_count, 1)[:, None]).astype(np.float32),
+        test=(test_sum / len(run_rows)).astype(np.float32),
+        val_rows=val_rows,
     )
     files.write_json(paths.PREDICTIONS_DIR / f"{cell.name}.json", summary)
-    save_model(model, cell.family, paths.MODELS_DIR / cell.name)
+    shutil.rmtree(paths.MODELS_DIR / cell.name, ignore_errors=True)
+    paths.MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.move(cell_backup / "model", paths.MODELS_DIR / cell.name)
     live.log_metric("train_seconds", summary["train_seconds"], plot=False)
     live.log_metric("images_per_second", summary["images_per_second"], plot=False)
+    live.log_metric("val_accuracy_mean", summary["val_accuracy_mean"], plot=False)
     live.end()
-    shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(cell_backup, ignore_errors=True)
     return summary
 
 
