@@ -74,7 +74,7 @@ def test_repro_writes_every_output(fashion):
     assert augmented["pixels"].dtype == np.uint8
     # copies: 1 per recipe, three recipes: 4x the training split, validation untouched
     assert len(augmented["y"]) == 4 * len(split["train"])
-    assert len(split["val"]) == 80
+    assert len(split["val_0"]) == 80 and int(split["n_folds"]) == 1
 
 
 def test_second_repro_is_up_to_date(fashion):
@@ -140,10 +140,16 @@ def test_experiments_change_one_knob_and_add_one_cell(fashion):
     assert params["doe"]["cells"]["dense-1x16"] == {"family": "dense", "layers": 1, "nodes": 16}
 
 
-def test_sign_language_style_labels_map_back(tmp_path):
-    """Sparse labels (no 9) and a stray 200: the stray is quarantined, outputs use original labels."""
-    cells = {"dense-1x32": {"family": "dense", "layers": 1, "nodes": 32}}
-    project = make_project(tmp_path / "project", tiny_overrides("sign", cells=cells))
+def test_sign_language_test_only_protocol_answers_the_client(tmp_path):
+    """Sparse labels (no 9) and a stray 200, validation drawn from the test file only:
+    the stray is quarantined, and outputs, report and statistics speak in original labels."""
+    cells = {
+        "dense-1x32": {"family": "dense", "layers": 1, "nodes": 32, "optimizer": "adam", "learning_rate": 0.003},
+        "logreg": {"family": "logreg", "layers": 1, "nodes": 1},
+    }
+    overrides = tiny_overrides("sign", cells=cells)
+    overrides["split"] = {"protocol": "test-only", "val_fraction": 0.5}
+    project = make_project(tmp_path / "project", overrides)
     write_pair(project / "data/external", n_train=300, n_test=80, style="sign")
     dvc(project, "repro")
 
@@ -155,10 +161,38 @@ def test_sign_language_style_labels_map_back(tmp_path):
     validate = json.loads((project / "metrics/validate.json").read_text())
     assert validate["rows_in"] == 301 and validate["rows_kept"] == 300
 
+    split = np.load(project / "data/split/indices.npz")
+    assert str(split["val_source"]) == "test" and len(split["val_0"]) == 40
+    assert len(split["fit_0"]) == 300  # the whole train file trains
     sub = pd.read_csv(project / "submissions/dense-1x32.csv")
     assert len(sub) == 80 and set(sub["Label"]) <= {0, 1, 2, 3, 4, 5, 6, 7, 8, 10}
+
+    stats = json.loads((project / "metrics/stats.json").read_text())
+    assert 0.0 <= stats["mcnemar"]["p_value"] <= 1.0
+    best = json.loads((project / "metrics/doe.json").read_text())["best_cell"]
+    worst = str(stats["cells"][best]["worst_class"])
+    assert worst in label_map["classes"]
+    report = (project / "metrics/report.md").read_text()
+    assert "McNemar" in report and f"{stats['mcnemar']['p_value']:.3g}" in report
+    assert worst in report
+
+
+def test_kfold_protocol_reports_mean_and_sd(tmp_path):
+    cells = {"dense-1x32": {"family": "dense", "layers": 1, "nodes": 32, "optimizer": "adam", "learning_rate": 0.003}}
+    overrides = tiny_overrides("fashion", cells=cells)
+    overrides["split"] = {"protocol": "kfold", "folds": 3}
+    overrides["augment"] = {"copies": 0}
+    project = make_project(tmp_path / "project", overrides)
+    write_pair(project / "data/external", n_train=300, n_test=60, style="fashion")
+    dvc(project, "repro")
+
     doe = json.loads((project / "metrics/doe.json").read_text())
-    assert "test_accuracy" in doe["cells"]["dense-1x32"]
+    m = doe["cells"]["dense-1x32"]
+    assert m["runs"] == 3 and len(m["val_accuracy_runs"]) == 3
+    assert m["val_accuracy"] == pytest.approx(np.mean(m["val_accuracy_runs"]), abs=1e-6)
+    assert m["val_accuracy_std"] == pytest.approx(np.std(m["val_accuracy_runs"], ddof=1), abs=1e-6)
+    assert "±" in (project / "metrics/doe.md").read_text()
+    assert len(pd.read_csv(project / "submissions/dense-1x32.csv")) == 60
 
 
 def test_bad_input_stops_before_work_with_one_line(tmp_path):

@@ -1,0 +1,54 @@
+"""Ready-made designs apply to params.yaml section by section and stay valid."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from mnist_doe import design, params
+
+from project import ROOT
+
+DESIGNS = sorted((ROOT / "designs").glob("*.yaml"))
+
+
+@pytest.fixture()
+def params_copy(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path / "params.yaml"
+
+
+def test_every_design_applies_and_parses(params_copy):
+    assert [d.name for d in DESIGNS] == ["seed-000.yaml", "seed-001.yaml", "seed-003.yaml"]
+    for path in DESIGNS:
+        text = design.apply(params_copy.read_text(), yaml.safe_load(path.read_text()))
+        params.parse(yaml.safe_load(text))
+
+
+def test_seed_000_gives_its_16_cells_and_keeps_the_rest(params_copy):
+    design.main([str(ROOT / "designs/seed-000.yaml"), "--params", str(params_copy)])
+    before = yaml.safe_load((ROOT / "params.yaml").read_text())
+    after = yaml.safe_load(params_copy.read_text())
+    cells = after["doe"]["cells"]
+    assert len(cells) == 16
+    assert {c["family"] for c in cells.values()} == {"dense", "cnn", "lstm", "logreg", "mlp"}
+    assert after["data"] == before["data"] and after["validate"] == before["validate"]
+    assert after["augment"]["copies"] == 0 and after["train"]["optimizer"] == "adam"
+    # comments of untouched sections survive
+    assert "# A label seen in fewer training rows" in params_copy.read_text()
+
+
+def test_the_default_params_are_seed_001(params_copy):
+    design.main([str(ROOT / "designs/seed-001.yaml"), "--params", str(params_copy)])
+    assert params.load(params_copy) == params.load(ROOT / "params.yaml")
+
+
+def test_an_invalid_design_is_refused_and_params_untouched(params_copy, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("doe:\n  cells:\n    x: {family: gru, layers: 1, nodes: 2}\n")
+    original = params_copy.read_text()
+    with pytest.raises(params.ParamsError, match="'doe.cells.x.family' is 'gru'"):
+        design.main([str(bad), "--params", str(params_copy)])
+    assert params_copy.read_text() == original
