@@ -15,7 +15,7 @@ BIN = Path(sys.executable).parent
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "src", "data/external"]
 
 TINY_CELLS = {
-    "dense-2x32": {"family": "dense", "layers": 2, "nodes": 32},
+    "dense-2x32": {"family": "dense", "layers": 2, "nodes": 32, "optimizer": "adam", "learning_rate": 0.003},
     "cnn-1x8": {"family": "cnn", "layers": 1, "nodes": 8, "optimizer": "adam", "learning_rate": 0.002},
 }
 

@@ -44,7 +44,8 @@ def test_repro_writes_every_output(fashion):
         assert {"family", "layers", "nodes", "epochs", "train_seconds", "train_accuracy",
                 "val_accuracy", "test_accuracy"} <= set(m)
         assert m["epochs"] == 1 and m["train_seconds"] > 0
-        assert 0.0 <= m["test_accuracy"] <= 1.0
+        # one epoch on 1,280 real images (with augmentation) already beats chance (0.1)
+        assert m["test_accuracy"] > 0.3, (cell, m)
 
     test = pd.read_csv(project / "data/external/test.csv")
     for cell in TINY_CELLS:
