@@ -124,3 +124,41 @@ def test_kfold_with_replicates_trains_every_run_and_pools_out_of_fold(stage_dir)
     for run in ("fold1-rep1", "fold3-rep2"):
         curve = paths.LIVE_DIR / "dense-1x16" / "plots" / "metrics" / run / "val_accuracy.tsv"
         assert len(curve.read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_batch_norm_and_weight_penalties_are_in_the_saved_model(stage_dir):
+    import keras
+
+    c = cell("cnn", layers=2, nodes=8, batch_norm=True, l1=1e-5, l2=1e-4)
+    train.train_cell(c)
+    model = keras.saving.load_model(paths.MODELS_DIR / c.name / "model.keras", safe_mode=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 3  # two conv blocks and the dense head
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    penalty = convs[0].get_config()["kernel_regularizer"]["config"]
+    assert penalty == {"l1": pytest.approx(1e-5), "l2": pytest.approx(1e-4)}
+    assert len(model.losses) == 3  # one penalty per regularised kernel
+
+
+def test_step_schedule_halves_the_learning_rate(stage_dir):
+    import keras
+
+    c = cell("dense", epochs=4, learning_rate=0.004, schedule="step", decay_rate=0.5, decay_epochs=2)
+    train.train_cell(c)
+    model = keras.saving.load_model(paths.MODELS_DIR / c.name / "model.keras", safe_mode=True)
+    # epochs 0-1 at 0.004, epochs 2-3 at 0.002
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.002)
+    lr_curve = paths.LIVE_DIR / c.name / "plots" / "metrics" / "learning_rate.tsv"
+    rates = [float(line.split("\t")[-1]) for line in lr_curve.read_text().splitlines()[1:]]
+    assert rates == pytest.approx([0.004, 0.004, 0.002, 0.002])
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("none", [0.1, 0.1, 0.1, 0.1]), ("step", [0.1, 0.1, 0.05, 0.05]), ("exponential", [0.1, 0.1 * 0.5**0.5, 0.05, 0.1 * 0.5**1.5])],
+)
+def test_learning_rate_schedules(schedule, expected):
+    from mnist_doe.models import learning_rate_at
+
+    got = [learning_rate_at(e, 0.1, schedule, 0.5, 2) for e in range(4)]
+    assert got == pytest.approx(expected)

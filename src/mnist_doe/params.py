@@ -21,6 +21,7 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
 RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
 DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
 PROTOCOLS = ("holdout", "kfold", "test-only")
+SCHEDULES = ("none", "step", "exponential")
 CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -76,6 +77,12 @@ class TrainParams:
     patience: int = 0
     seed: int = 42
     steps_per_execution: int = 16
+    schedule: str = "none"
+    decay_rate: float = 0.5
+    decay_epochs: int = 5
+    l1: float = 0.0
+    l2: float = 0.0
+    batch_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,8 @@ def _check_type(key: str, value: Any, kind: type | None) -> Any:
         return value
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ParamsError(f"{PARAMS_FILE}: '{key}' must be true or false, got {value!r}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ParamsError(f"{PARAMS_FILE}: '{key}' must be an integer, got {value!r}")
     if kind is float and not isinstance(value, float):
@@ -173,6 +182,13 @@ def _check_train(prefix: str, t: TrainParams) -> None:
     _require(t.learning_rate > 0, f"'{prefix}.learning_rate' must be > 0, got {t.learning_rate}")
     _require(0 <= t.dropout < 1, f"'{prefix}.dropout' must be in [0, 1), got {t.dropout}")
     _require(t.patience >= 0, f"'{prefix}.patience' must be >= 0, got {t.patience}")
+    _require(
+        t.schedule in SCHEDULES,
+        f"'{prefix}.schedule' is {t.schedule!r}; choose one of {', '.join(SCHEDULES)}",
+    )
+    _require(0 < t.decay_rate <= 1, f"'{prefix}.decay_rate' must be in (0, 1], got {t.decay_rate}")
+    _require(t.decay_epochs >= 1, f"'{prefix}.decay_epochs' must be >= 1, got {t.decay_epochs}")
+    _require(t.l1 >= 0 and t.l2 >= 0, f"'{prefix}.l1' and '{prefix}.l2' must be >= 0, got {t.l1}, {t.l2}")
     _require(
         t.steps_per_execution >= 1,
         f"'{prefix}.steps_per_execution' must be >= 1, got {t.steps_per_execution}",

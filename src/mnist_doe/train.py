@@ -93,6 +93,8 @@ def _history_logger(live):
             for name, value in (logs or {}).items():
                 if name != "learning_rate":
                     live.log_metric(name, float(value))
+            # the rate this epoch trained with (a schedule sets it at the epoch's start)
+            live.log_metric("learning_rate", float(self.model.optimizer.learning_rate))
             live.next_step()
 
     return HistoryLogger()
@@ -103,7 +105,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     import keras
     import tensorflow as tf
 
-    from .models import BUILDERS, optimizer
+    from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
 
     t = cell.train
     keras.utils.set_random_seed(t.seed)
@@ -114,7 +116,8 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
 
     n_pixels = data["x_fit"].shape[1]
     with strategy.scope():
-        model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, t.dropout)
+        reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
+        model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, reg)
         model.compile(
             optimizer=optimizer(t.optimizer, t.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -130,6 +133,10 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         callbacks.append(
             keras.callbacks.EarlyStopping(patience=t.patience, restore_best_weights=True)
         )
+    if t.schedule != "none":
+        callbacks.append(keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate_at(epoch, t.learning_rate, t.schedule, t.decay_rate, t.decay_epochs)
+        ))
     history = model.fit(
         _batches(data["x_fit"], data["y_fit"], t.batch_size, t.seed),
         validation_data=_batches(data["x_val"], data["y_val"], 1024, None),
