@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -67,4 +68,6 @@ def test_killed_cell_resumes_where_it_stopped(stage_dir):  # noqa: F811
     assert len(epochs_run) <= EPOCHS - done_before + 1
     assert finished_epochs() == EPOCHS  # the learning curve continues, one row per epoch
     assert (paths.PREDICTIONS_DIR / f"{CELL}.npz").exists()
+    summary = json.loads((paths.PREDICTIONS_DIR / f"{CELL}.json").read_text())
+    assert summary["epochs"] == EPOCHS  # counted across the interruption
     assert not (train.BACKUP_DIR / CELL).exists()

@@ -149,7 +149,8 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     def predict(x: np.ndarray) -> np.ndarray:
         return model.predict(_batches(x, None, 1024, None), verbose=0).astype(np.float32)
 
-    return model, predict, len(history.epoch)
+    # epoch numbers are absolute, so a run resumed from a backup still counts all its epochs
+    return model, predict, history.epoch[-1] + 1 if history.epoch else t.epochs
 
 
 def _batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, seed: int | None):
