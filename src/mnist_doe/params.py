@@ -76,7 +76,8 @@ class TrainParams:
     dropout: float = 0.2
     patience: int = 0
     seed: int = 42
-    steps_per_execution: int = 16
+    steps_per_execution: int = 64
+    mixed_precision: bool = False
     schedule: str = "none"
     decay_rate: float = 0.5
     decay_epochs: int = 5

@@ -115,15 +115,20 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
     n_pixels = data["x_fit"].shape[1]
-    with strategy.scope():
-        reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
-        model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, reg)
-        model.compile(
-            optimizer=optimizer(t.optimizer, t.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            steps_per_execution=t.steps_per_execution,
-        )
+    # float16 arithmetic pays on a GPU only; the builders keep the softmax output in float32
+    keras.mixed_precision.set_global_policy("mixed_float16" if t.mixed_precision and gpus else "float32")
+    try:
+        with strategy.scope():
+            reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
+            model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, reg)
+            model.compile(
+                optimizer=optimizer(t.optimizer, t.learning_rate),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                steps_per_execution=t.steps_per_execution,
+            )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup)),

