@@ -245,6 +245,10 @@ def machine() -> dict:
     }
 
 
+def standard_error(values: list[float]) -> float:
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+
+
 def summarize(runs: dict, n_train: int) -> dict:
     cells = {}
     for cell, by_method in runs.items():
@@ -258,6 +262,7 @@ def summarize(runs: dict, n_train: int) -> dict:
                 "epoch_seconds_runs": [[round(e, 3) for e in m["epoch_seconds"]] for m in measured],
                 "test_accuracy": round(statistics.mean(m["test_accuracy"] for m in measured), 4),
                 "test_accuracy_runs": [round(m["test_accuracy"], 4) for m in measured],
+                "test_accuracy_se": round(standard_error([m["test_accuracy"] for m in measured]), 4),
                 "val_accuracy_runs": [round(m["val_accuracy"], 4) for m in measured],
                 "load_average_runs": [m["load_average"] for m in measured],
             }
@@ -265,6 +270,9 @@ def summarize(runs: dict, n_train: int) -> dict:
         points = 100 * (row["ours"]["test_accuracy"] - row["seed"]["test_accuracy"])
         row["ratio"] = round(ratio, 2)
         row["accuracy_points"] = round(points, 2)
+        row["accuracy_points_se"] = round(
+            100 * (row["ours"]["test_accuracy_se"] ** 2 + row["seed"]["test_accuracy_se"] ** 2) ** 0.5, 2
+        )
         row["target_ratio"] = TARGETS[cell]
         row["meets_target"] = ratio >= TARGETS[cell] and abs(points) <= ACCURACY_TOLERANCE
         cells[cell] = {**CELLS[cell], **row}
@@ -286,7 +294,8 @@ def markdown(report: dict) -> str:
         f"Images/s: training images per epoch over the median timed epoch (epochs 2 to "
         f"{s['epochs']}, each with its validation pass; epoch 1 also compiles the graph, so it "
         f"is left out both ways), median of {s['repeats']} runs per way. Accuracy: on the "
-        f"held-out images after {s['epochs']} epochs, mean of the runs. Target: ours/seed at "
+        f"held-out images after {s['epochs']} epochs, mean of the runs (each run "
+        f"its own seed, the same for both ways), ± one standard error. Target: ours/seed at "
         f"least as shown, accuracy within {ACCURACY_TOLERANCE} points.",
         "",
         "| cell | batch | optimizer | seed images/s | ours images/s | ours/seed | target "
@@ -299,7 +308,7 @@ def markdown(report: dict) -> str:
             f"| {c['seed']['images_per_second']:,.0f} | {c['ours']['images_per_second']:,.0f} "
             f"| {c['ratio']:.2f}x | {c['target_ratio']:g}x "
             f"| {c['seed']['test_accuracy']:.4f} | {c['ours']['test_accuracy']:.4f} "
-            f"| {c['accuracy_points']:+.2f} |"
+            f"| {c['accuracy_points']:+.2f} ± {c['accuracy_points_se']:.2f} |"
         )
     loads = [a for c in report["cells"].values() for w in METHODS for a in c[w]["load_average_runs"]]
     lines += [
