@@ -26,37 +26,33 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
+def _read(path: Path, magic_expected: int, what: str, limit: int | None) -> tuple[list[int], bytes]:
+    """(shape, data bytes) of an IDX file holding `what`, at most `limit` items."""
+    ndim = 3 if magic_expected == IMAGES_MAGIC else 1
+    with _open(path) as handle:
+        header = handle.read(4 * (ndim + 1))
+        if len(header) < 4 * (ndim + 1):
+            raise DataError(f"{path}: too short for an IDX{ndim} header")
+        magic, *shape = (int(v) for v in np.frombuffer(header, dtype=">u4"))
+        if magic != magic_expected:
+            raise DataError(f"{path}: not an IDX{ndim} {what} file (magic {magic}, expected {magic_expected})")
+        shape[0] = shape[0] if limit is None else min(shape[0], limit)
+        size = int(np.prod(shape))
+        raw = handle.read(size)
+    if len(raw) != size:
+        raise DataError(f"{path}: truncated: {len(raw)} of {size} bytes for {shape[0]} {what}s")
+    return shape, raw
+
+
 def read_images(path: str | Path, limit: int | None = None) -> np.ndarray:
     """uint8 images (N, rows, cols) of an IDX3 file, at most `limit` of them."""
-    path = Path(path)
-    with _open(path) as handle:
-        header = handle.read(16)
-        if len(header) < 16:
-            raise DataError(f"{path}: too short for an IDX3 header")
-        magic, count, rows, cols = (int(v) for v in np.frombuffer(header, dtype=">u4"))
-        if magic != IMAGES_MAGIC:
-            raise DataError(f"{path}: not an IDX3 image file (magic {magic}, expected {IMAGES_MAGIC})")
-        count = count if limit is None else min(count, limit)
-        raw = handle.read(count * rows * cols)
-    if len(raw) != count * rows * cols:
-        raise DataError(f"{path}: truncated: {len(raw)} bytes of pixels for {count} images of {rows}x{cols}")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(count, rows, cols)
+    shape, raw = _read(Path(path), IMAGES_MAGIC, "image", limit)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def read_labels(path: str | Path, limit: int | None = None) -> np.ndarray:
     """uint8 labels (N,) of an IDX1 file, at most `limit` of them."""
-    path = Path(path)
-    with _open(path) as handle:
-        header = handle.read(8)
-        if len(header) < 8:
-            raise DataError(f"{path}: too short for an IDX1 header")
-        magic, count = (int(v) for v in np.frombuffer(header, dtype=">u4"))
-        if magic != LABELS_MAGIC:
-            raise DataError(f"{path}: not an IDX1 label file (magic {magic}, expected {LABELS_MAGIC})")
-        count = count if limit is None else min(count, limit)
-        raw = handle.read(count)
-    if len(raw) != count:
-        raise DataError(f"{path}: truncated: {len(raw)} labels of {count}")
+    _, raw = _read(Path(path), LABELS_MAGIC, "label", limit)
     return np.frombuffer(raw, dtype=np.uint8)
 
 
