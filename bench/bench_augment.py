@@ -88,19 +88,7 @@ def run_seed_way(images: np.ndarray, labels: np.ndarray) -> dict:
         y = pd.concat([y] * 10, ignore_index=True)
         return X, y
 
-    started = time.perf_counter()
-    X_out, y_out = augment(X, y)
-    seconds = time.perf_counter() - started
-    peak = peak_rss_mb()
-    count = len(X)
-    return {
-        "seconds": seconds,
-        "peak_rss_mb": peak,
-        "rss_before_mb": before,
-        "output": f"{X_out.dtype} {X_out.shape}",
-        "rows_out": len(y_out),
-        "mean_ratio": float(X_out[count:].mean() / X_out[:count].mean()),
-    }
+    return timed(lambda: augment(X, y), before, len(X))
 
 
 def run_ours(images: np.ndarray, labels: np.ndarray) -> dict:
@@ -111,15 +99,18 @@ def run_ours(images: np.ndarray, labels: np.ndarray) -> dict:
     pixels = images.reshape(len(images), -1)
     settings = params.AugmentParams()
     before = peak_rss_mb()
+    return timed(lambda: augment_training_set(pixels, labels, settings), before, len(pixels))
+
+
+def timed(augment, rss_before_mb: float, count: int) -> dict:
+    """Seconds and peak RSS of one augmentation call, and a check of what it made."""
     started = time.perf_counter()
-    out, y_out = augment_training_set(pixels, labels, settings)
+    out, y_out = augment()
     seconds = time.perf_counter() - started
-    peak = peak_rss_mb()
-    count = len(pixels)
     return {
         "seconds": seconds,
-        "peak_rss_mb": peak,
-        "rss_before_mb": before,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss_before_mb,
         "output": f"{out.dtype} {out.shape}",
         "rows_out": len(y_out),
         "mean_ratio": float(out[count:].mean() / out[:count].mean()),
