@@ -42,7 +42,7 @@ def start_cell() -> subprocess.Popen:
 def test_killed_cell_resumes_where_it_stopped(stage_dir):  # noqa: F811
     p = yaml.safe_load(open("params.yaml"))
     p["doe"]["cells"] = {CELL: {"family": "dense", "layers": 2, "nodes": 64}}
-    p["train"].update(epochs=EPOCHS, batch_size=8, steps_per_execution=1)
+    p["train"].update(epochs=EPOCHS, batch_size=8)
     with open("params.yaml", "w") as handle:
         yaml.safe_dump(p, handle)
 

@@ -76,7 +76,6 @@ class TrainParams:
     dropout: float = 0.2
     patience: int = 0
     seed: int = 42
-    steps_per_execution: int = 64
     mixed_precision: bool = False
     schedule: str = "none"
     decay_rate: float = 0.5
@@ -190,10 +189,6 @@ def _check_train(prefix: str, t: TrainParams) -> None:
     _require(0 < t.decay_rate <= 1, f"'{prefix}.decay_rate' must be in (0, 1], got {t.decay_rate}")
     _require(t.decay_epochs >= 1, f"'{prefix}.decay_epochs' must be >= 1, got {t.decay_epochs}")
     _require(t.l1 >= 0 and t.l2 >= 0, f"'{prefix}.l1' and '{prefix}.l2' must be >= 0, got {t.l1}, {t.l2}")
-    _require(
-        t.steps_per_execution >= 1,
-        f"'{prefix}.steps_per_execution' must be >= 1, got {t.steps_per_execution}",
-    )
 
 
 def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -83,28 +84,16 @@ class RunLog:
         self.live.next_step()
 
 
-def _history_logger(live):
-    import keras
-
-    class HistoryLogger(keras.callbacks.Callback):
-        """Log every epoch's metrics to DVCLive, so learning curves are `dvc plots`."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            for name, value in (logs or {}).items():
-                if name != "learning_rate":
-                    live.log_metric(name, float(value))
-            # the rate this epoch trained with (a schedule sets it at the epoch's start)
-            live.log_metric("learning_rate", float(self.model.optimizer.learning_rate))
-            live.next_step()
-
-    return HistoryLogger()
-
-
 def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path) -> tuple:
-    """Fit a Keras family on uint8 batches; returns (model, predict function, epochs run)."""
+    """Fit a Keras family on uint8 images; returns (model, predict function, epochs run).
+
+    On a CPU, ops run deterministically, so the same seed gives the same model. On GPUs,
+    `mixed_precision` computes in float16, and several GPUs share every batch.
+    """
     import keras
     import tensorflow as tf
 
+    from .loop import Trainer
     from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
 
     t = cell.train
@@ -121,58 +110,36 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         with strategy.scope():
             reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
             model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, reg)
+            # compiled for its saved form (optimizer and loss travel with model.keras); Trainer fits it
             model.compile(
                 optimizer=optimizer(t.optimizer, t.learning_rate),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
-                steps_per_execution=t.steps_per_execution,
             )
+            trainer = Trainer(model, t.batch_size, strategy)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup)),
-        _history_logger(live),
-    ]
-    if t.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(patience=t.patience, restore_best_weights=True)
-        )
-    if t.schedule != "none":
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch: learning_rate_at(epoch, t.learning_rate, t.schedule, t.decay_rate, t.decay_epochs)
-        ))
-    history = model.fit(
-        _batches(data["x_fit"], data["y_fit"], t.batch_size, t.seed),
-        validation_data=_batches(data["x_val"], data["y_val"], 1024, None),
-        epochs=t.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the batches are already shuffled, seeded, by _batches
-        verbose=2,
+    def log(metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            live.log_metric(name, value)
+        live.next_step()
+
+    fingerprint = json.dumps(
+        [cell.family, cell.layers, cell.nodes, dataclasses.asdict(t), list(data["x_fit"].shape), n_classes]
     )
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return model.predict(_batches(x, None, 1024, None), verbose=0).astype(np.float32)
-
-    # epoch numbers are absolute, so a run resumed from a backup still counts all its epochs
-    return model, predict, history.epoch[-1] + 1 if history.epoch else t.epochs
-
-
-def _batches(x: np.ndarray, y: np.ndarray | None, batch_size: int, seed: int | None):
-    """A tf.data pipeline that gathers whole uint8 batches by index (shuffled when seeded)."""
-    import tensorflow as tf
-
-    xs = tf.constant(x)
-    order = tf.data.Dataset.range(len(x))
-    if seed is not None:
-        order = order.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    order = order.batch(batch_size)
-    if y is None:
-        batches = order.map(lambda idx: tf.gather(xs, idx))
-    else:
-        ys = tf.constant(y)
-        batches = order.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)))
-    return batches.prefetch(tf.data.AUTOTUNE)
+    epochs_run = trainer.fit(
+        (data["x_fit"], data["y_fit"]),
+        (data["x_val"], data["y_val"]),
+        epochs=t.epochs,
+        seed=t.seed,
+        learning_rate=lambda epoch: learning_rate_at(epoch, t.learning_rate, t.schedule, t.decay_rate, t.decay_epochs),
+        patience=t.patience,
+        backup=backup / "state.npz",
+        fingerprint=fingerprint,
+        log=log,
+    )
+    return model, trainer.predict, epochs_run
 
 
 def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
@@ -276,7 +243,19 @@ def train_cell(cell: params.Cell) -> dict:
     runs = plan_runs(int(split["n_folds"]), p.split.replicates)
     n_classes = len(files.read_json(paths.LABEL_MAP)["classes"])
     cell_backup = BACKUP_DIR / cell.name
-    live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=cell_backup.exists(), save_dvc_exp=False, dvcyaml=False)
+    # a backup left by an interrupted run of other parameters or data is of no use: start over
+    fingerprint = json.dumps({"cell": dataclasses.asdict(cell), "split": dataclasses.asdict(p.split),
+                              "augment": dataclasses.asdict(p.augment),
+                              "fit_rows": int(len(inputs["augmented"]["y"]))})
+    stamp = cell_backup / "parameters.json"
+    if cell_backup.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
+        print(f"train@{cell.name}: discarding {cell_backup} (written for other parameters or data)", flush=True)
+        shutil.rmtree(cell_backup)
+        shutil.rmtree(paths.LIVE_DIR / cell.name, ignore_errors=True)
+    resumed = cell_backup.exists()
+    cell_backup.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=resumed, save_dvc_exp=False, dvcyaml=False)
 
     val_rows = validation_rows(split)
     val_sum = np.zeros((len(val_rows), n_classes), np.float64)

@@ -1,0 +1,246 @@
+"""Keras training one graph call per epoch.
+
+`model.fit` pays, for every batch, for its data iterator, optional-value checks, a nested
+function call and its metric objects. At MNIST sizes that costs more than the arithmetic of
+a small network. Here the uint8 images stay one constant tensor, each step gathers its batch
+by index inside a `tf.while_loop`, loss and accuracy are summed in the loop, and Python runs
+once per epoch. What callbacks did around `fit` is done between epochs: learning-rate
+schedules, early stopping on `val_loss` with the best weights restored, a backup for resuming
+after an interruption, and the per-epoch log.
+
+The model, optimizer and loss are plain Keras objects, so a `model.compile`d model saved
+afterwards holds the optimizer state it trained with. The step runs under a `tf.distribute`
+strategy: on several GPUs each replica takes its share of every batch and the optimizer sums
+the gradients, so the batch, and the learning, are the same as on one device.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import files
+
+EVAL_BATCH = 1024
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Row order of 0-based `epoch`: a function of (seed, epoch) only, so a resumed run
+    draws the same batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+@dataclass
+class Stopping:
+    """Early stopping on validation loss (Keras' `EarlyStopping` with `restore_best_weights`)."""
+
+    patience: int  # 0: never stop early
+    best: float = float("inf")
+    best_epoch: int = -1
+    wait: int = 0
+    stopped: bool = False
+    best_weights: list[np.ndarray] = field(default_factory=list)
+
+    def update(self, epoch: int, val_loss: float, weights: Callable[[], list[np.ndarray]]) -> bool:
+        """Record an epoch's val_loss; True when training should stop now."""
+        if not self.patience:
+            return False
+        if val_loss < self.best:
+            self.best, self.best_epoch, self.wait = val_loss, epoch, 0
+            self.best_weights = weights()
+            return False
+        self.wait += 1
+        self.stopped = self.wait >= self.patience
+        return self.stopped
+
+
+class Trainer:
+    """Trains a built Keras `model` with `model.optimizer` on uint8 images and integer labels."""
+
+    def __init__(self, model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy):
+        self.model, self.optimizer, self.strategy = model, model.optimizer, strategy
+        self.batch_size = batch_size
+        self.loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+        self._predict = None
+        with strategy.scope():
+            self.optimizer.build(model.trainable_variables)
+
+    # --- graph functions -----------------------------------------------------------------
+
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray):
+        """A function of one epoch's row order that trains on every batch of it once."""
+        model, optimizer, strategy, loss_fn = self.model, self.optimizer, self.strategy, self.loss
+        replicas = strategy.num_replicas_in_sync
+        xs, ys = tf.constant(x), tf.constant(y.astype(np.int32))
+        batch = self.batch_size
+
+        def replica_step(rows, batch_rows):
+            # each replica takes every `replicas`-th row of the batch; the loss is a mean over
+            # the whole batch, so the summed gradients equal the one-device gradient
+            me = tf.distribute.get_replica_context().replica_id_in_sync_group
+            mine = rows[me::replicas] if replicas > 1 else rows
+            xb, yb = tf.gather(xs, mine), tf.gather(ys, mine)
+            with tf.GradientTape() as tape:
+                proba = model(xb, training=True)
+                total = tf.reduce_sum(loss_fn(yb, proba))
+                loss = total / batch_rows
+                if model.losses:  # L1/L2 penalties: counted once over all replicas
+                    penalty = tf.add_n(model.losses) / replicas
+                    loss += penalty
+                    total += penalty * batch_rows
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(proba, -1, output_type=tf.int32), yb), tf.float64))
+            return tf.cast(total, tf.float64), hits
+
+        def step(rows, loss_sum, hits):
+            batch_rows = tf.cast(tf.shape(rows)[0], tf.float32)
+            step_loss, step_hits = strategy.run(replica_step, args=(rows, batch_rows))
+            return (
+                loss_sum + strategy.reduce("SUM", step_loss, axis=None),
+                hits + strategy.reduce("SUM", step_hits, axis=None),
+            )
+
+        @tf.function
+        def train_epoch(order):
+            # whole batches as rows of a matrix, so every step has a static shape (about 1.4x
+            # faster on a CPU than slicing a dynamic one), then the last, partial batch
+            n = order.shape[0]
+            full = n // batch
+            grid = tf.reshape(order[: full * batch], (full, batch))
+            zero = tf.constant(0.0, tf.float64)
+            _, loss_sum, hits = tf.while_loop(
+                lambda i, *_: i < full,
+                lambda i, loss_sum, hits: (i + 1, *step(grid[i], loss_sum, hits)),
+                (tf.constant(0), zero, zero),
+            )
+            if n % batch:
+                loss_sum, hits = step(order[full * batch:], loss_sum, hits)
+            return loss_sum / n, hits / n
+
+        return train_epoch
+
+    def _predict_graph(self):
+        """One graph for every prediction: class probabilities in batches of EVAL_BATCH."""
+        model = self.model
+        n_pixels = model.inputs[0].shape[-1]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, n_pixels], tf.uint8)])
+        def run(xs):
+            n = tf.shape(xs)[0]
+            steps = (n + EVAL_BATCH - 1) // EVAL_BATCH
+
+            def body(i, parts):
+                part = model(xs[i * EVAL_BATCH: tf.minimum((i + 1) * EVAL_BATCH, n)], training=False)
+                return i + 1, parts.write(i, tf.cast(part, tf.float32))
+
+            parts = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
+            return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), parts))[1].concat()
+
+        return run
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's class probabilities (float32) for uint8 images."""
+        if self._predict is None:
+            self._predict = self._predict_graph()
+        return self._predict(x).numpy().reshape(len(x), -1)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(loss, accuracy) of the model on (x, y), as Keras reports them: penalties included."""
+        proba = self.predict(x)
+        loss = float(tf.reduce_mean(self.loss(y.astype(np.int32), proba)))
+        if self.model.losses:
+            loss += float(tf.add_n(self.model.losses))
+        return loss, float((proba.argmax(1) == y).mean())
+
+    # --- state ---------------------------------------------------------------------------
+
+    def weights(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.model.variables]
+
+    def set_weights(self, values: list[np.ndarray]) -> None:
+        for variable, value in zip(self.model.variables, values):
+            variable.assign(value)
+
+    def save_backup(self, path: Path, fingerprint: str, epochs_done: int, stopping: Stopping) -> None:
+        """Everything a resumed run needs: weights, optimizer slots, RNG states, stopping state."""
+        arrays = {f"model_{i}": v for i, v in enumerate(self.weights())}
+        arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        arrays.update({f"best_{i}": v for i, v in enumerate(stopping.best_weights)})
+        state = {"fingerprint": fingerprint, "epochs_done": epochs_done,
+                 "best": stopping.best, "best_epoch": stopping.best_epoch, "wait": stopping.wait,
+                 "stopped": stopping.stopped}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        files.save_npz(path, state=np.array(json.dumps(state)), **arrays)
+
+    def load_backup(self, path: Path, fingerprint: str, stopping: Stopping) -> int:
+        """Restore a backup of the same run; returns the epochs it had finished (0: none usable)."""
+        if not path.exists():
+            return 0
+        arrays = files.load_npz(path)
+        state = json.loads(str(arrays["state"]))
+        model_vars, opt_vars = self.model.variables, self.optimizer.variables
+        saved_model = [arrays[f"model_{i}"] for i in range(len(model_vars))] if f"model_{len(model_vars) - 1}" in arrays else []
+        shapes_match = len(saved_model) == len(model_vars) and all(
+            tuple(a.shape) == tuple(v.shape) for a, v in zip(saved_model, model_vars)
+        )
+        if state["fingerprint"] != fingerprint or not shapes_match:
+            print(f"ignoring {path}: it was written for other parameters", flush=True)
+            return 0
+        self.set_weights(saved_model)
+        for i, variable in enumerate(opt_vars):
+            variable.assign(arrays[f"optimizer_{i}"])
+        stopping.best, stopping.best_epoch, stopping.wait = state["best"], state["best_epoch"], state["wait"]
+        stopping.stopped = state["stopped"]
+        stopping.best_weights = [arrays[f"best_{i}"] for i in range(len(model_vars)) if f"best_{i}" in arrays]
+        return int(state["epochs_done"])
+
+    # --- the epochs ----------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray],
+        *,
+        epochs: int,
+        seed: int,
+        learning_rate: Callable[[int], float],
+        patience: int,
+        backup: Path,
+        fingerprint: str,
+        log: Callable[[dict[str, float]], None],
+    ) -> int:
+        """Train until `epochs` or early stopping; returns the number of epochs trained in all."""
+        x, y = data
+        train_epoch = self._train_epoch(x, y)
+        stopping = Stopping(patience)
+        start = self.load_backup(backup, fingerprint, stopping)
+        epoch = start - 1
+        for epoch in range(start, epochs if not stopping.stopped else start):
+            rate = float(learning_rate(epoch))
+            self.optimizer.learning_rate = rate
+            began = time.perf_counter()
+            loss, accuracy = (float(v) for v in train_epoch(tf.constant(epoch_order(len(x), seed, epoch))))
+            val_loss, val_accuracy = self.evaluate(*validation)
+            seconds = time.perf_counter() - began
+            metrics = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss,
+                       "val_accuracy": val_accuracy, "learning_rate": rate}
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            print(f"{seconds:.1f}s - " + " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
+            log(metrics)
+            stop = stopping.update(epoch, val_loss, self.weights)
+            self.save_backup(backup, fingerprint, epoch + 1, stopping)
+            if stop:
+                print(f"early stop after epoch {epoch + 1}: val_loss best at epoch {stopping.best_epoch + 1}", flush=True)
+                break
+        if stopping.stopped:
+            self.set_weights(stopping.best_weights)
+        return epoch + 1
