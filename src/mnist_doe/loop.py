@@ -188,10 +188,8 @@ class Trainer:
         arrays = files.load_npz(path)
         state = json.loads(str(arrays["state"]))
         model_vars, opt_vars = self.model.variables, self.optimizer.variables
-        saved_model = [arrays[f"model_{i}"] for i in range(len(model_vars))] if f"model_{len(model_vars) - 1}" in arrays else []
-        shapes_match = len(saved_model) == len(model_vars) and all(
-            tuple(a.shape) == tuple(v.shape) for a, v in zip(saved_model, model_vars)
-        )
+        saved_model = [arrays.get(f"model_{i}") for i in range(len(model_vars))]
+        shapes_match = all(a is not None and a.shape == tuple(v.shape) for a, v in zip(saved_model, model_vars))
         if state["fingerprint"] != fingerprint or not shapes_match:
             print(f"ignoring {path}: it was written for other parameters", flush=True)
             return 0
