@@ -1,5 +1,5 @@
 """The epoch-per-call Keras trainer: same learning as model.fit, exact resume, early stopping,
-several replicas, and mixed precision left alone on a CPU."""
+fused optimizer updates, several replicas, and mixed precision on a CPU."""
 
 from __future__ import annotations
 
@@ -170,23 +170,103 @@ def test_two_replicas_learn_what_one_device_learns(tmp_path):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
 
 
-def test_mixed_precision_is_left_alone_on_a_cpu(stage_dir):  # noqa: F811
-    """`mixed_precision: true` computes in float16 on GPUs only: on a CPU the model and its
-    predictions are exactly those of float32."""
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_fused_updates_compute_what_keras_computes(name):
+    """ResourceApplyGradientDescent / ResourceApplyAdam in place of Keras' update ops: the
+    same weights and optimizer slots after several steps of the same gradients."""
+    import keras
+
+    from mnist_doe.loop import use_fused_updates
+
+    models = [dense_model(name), dense_model(name)]
+    assert use_fused_updates(models[1].optimizer)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        grads = [rng.normal(size=v.shape).astype("float32") for v in models[0].trainable_variables]
+        for model in models:
+            model.optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in grads],
+                                                model.trainable_variables))
+    keras_way, fused = models
+    for a, b in zip(keras_way.trainable_variables + keras_way.optimizer.variables,
+                    fused.trainable_variables + fused.optimizer.variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(fused.optimizer.iterations.numpy()) == 4
+
+
+def test_fused_updates_leave_other_optimizers_to_keras():
+    import keras
+
+    from mnist_doe.loop import use_fused_updates
+
+    for optimizer in (keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(amsgrad=True),
+                      keras.optimizers.RMSprop(), keras.optimizers.Nadam()):
+        assert not use_fused_updates(optimizer)
+        assert "update_step" not in vars(optimizer)
+
+
+def test_mixed_precision_on_a_cpu(stage_dir):  # noqa: F811
+    """`mixed_precision: true` on a CPU: bfloat16 arithmetic where the CPU has bfloat16
+    instructions (float32 weights and probabilities, about the same accuracy), else ignored
+    (exactly the float32 model)."""
     import keras
 
     from mnist_doe import train
+    from mnist_doe.hardware import cpu_has_bfloat16
 
     data = train.run_inputs(train.load_inputs(), 0)
     probabilities = {}
     for flag in (False, True):
-        model, predict, _ = train.fit_keras(cell("dense", mixed_precision=flag), data, 10,
+        knobs = {"epochs": 8, "learning_rate": 0.01, "mixed_precision": flag}
+        model, predict, _ = train.fit_keras(cell("dense", nodes=64, **knobs), data, 10,
                                             _NoLog(), stage_dir / f"backup-{flag}")
         assert all(v.dtype == "float32" for v in model.variables if "seed" not in v.path)
-        assert model.dtype_policy.name == "float32"
+        expected = "mixed_bfloat16" if flag and cpu_has_bfloat16() else "float32"
+        assert model.dtype_policy.name == expected
         probabilities[flag] = predict(data["x_val"])
+        assert probabilities[flag].dtype == np.float32
     assert keras.mixed_precision.global_policy().name == "float32"
-    np.testing.assert_array_equal(probabilities[False], probabilities[True])
+    if cpu_has_bfloat16():
+        assert not np.array_equal(probabilities[False], probabilities[True])
+        accuracy = {flag: (p.argmax(1) == data["y_val"]).mean() for flag, p in probabilities.items()}
+        assert accuracy[False] > 0.6  # trained well above chance (0.1) ...
+        assert accuracy[True] >= accuracy[False] - 0.1  # ... and bfloat16 learns about as well
+        np.testing.assert_allclose(probabilities[True].sum(1), 1.0, rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(probabilities[False], probabilities[True])
+
+
+def test_a_cnn_cell_splits_every_batch_over_two_cores_reproducibly(stage_dir):  # noqa: F811
+    """In a fresh process on a CPU of two or more cores, a CNN trains on two replicas (each
+    half of every batch, one core each); two such processes give identical predictions."""
+    from mnist_doe.hardware import cpu_cores
+
+    if cpu_cores() < 2:
+        pytest.skip("needs two CPU cores")
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np
+        sys.path.insert(0, sys.argv[1])
+        from test_train import cell
+        from test_loop import _NoLog
+        from mnist_doe import train
+        data = train.run_inputs(train.load_inputs(), 0)
+        model, predict, _ = train.fit_keras(cell("cnn"), data, 10, _NoLog(), train.BACKUP_DIR / sys.argv[2])
+        import tensorflow as tf
+        print(json.dumps({"replicas": model.distribute_strategy.num_replicas_in_sync,
+                          "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                          "val": predict(data["x_val"]).tolist()}))
+        """
+    )
+    runs = []
+    for name in ("first", "second"):
+        done = subprocess.run([sys.executable, "-c", script, str(ROOT / "tests"), name],
+                              capture_output=True, text=True, env=env(), cwd=stage_dir)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0]["replicas"] == runs[1]["replicas"] == 2
+    assert runs[0]["intra_op"] == max(1, cpu_cores() // 2)
+    np.testing.assert_array_equal(runs[0]["val"], runs[1]["val"])
 
 
 class _NoLog:

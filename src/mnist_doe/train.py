@@ -87,25 +87,28 @@ class RunLog:
 def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path) -> tuple:
     """Fit a Keras family on uint8 images; returns (model, predict function, epochs run).
 
-    On a CPU, ops run deterministically, so the same seed gives the same model. On GPUs,
-    `mixed_precision` computes in float16, and several GPUs share every batch.
+    On a CPU, ops run deterministically, so the same seed gives the same model. Several GPUs,
+    or a CPU's cores for a CNN, share every batch (`hardware.strategy_for`). `mixed_precision`
+    computes in float16 on a GPU, in bfloat16 on a CPU with bfloat16 instructions.
     """
     import keras
     import tensorflow as tf
 
+    from . import hardware
     from .loop import Trainer
     from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
 
     t = cell.train
+    strategy = hardware.strategy_for(cell.family, t.batch_size)
     keras.utils.set_random_seed(t.seed)
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         tf.config.experimental.enable_op_determinism()
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
     n_pixels = data["x_fit"].shape[1]
-    # float16 arithmetic pays on a GPU only; the builders keep the softmax output in float32
-    keras.mixed_precision.set_global_policy("mixed_float16" if t.mixed_precision and gpus else "float32")
+    # the builders keep the softmax output in float32 under either mixed policy
+    policy = hardware.precision_policy(t.mixed_precision, len(gpus), hardware.cpu_has_bfloat16())
+    keras.mixed_precision.set_global_policy(policy)
     try:
         with strategy.scope():
             reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
