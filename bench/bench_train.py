@@ -2,13 +2,16 @@
 
     python bench/bench_train.py [--repeats 3] [--epochs 5] [--out bench/results]
 
-Three design cells, each trained two ways on the same images with the same batch size,
+Three design cells, each trained three ways on the same images with the same batch size,
 optimizer and number of epochs:
 
 - seed: the notebooks' way. The pixels become float64 arrays divided by 255, the model is
   built as the notebooks build it, and `model.fit(x, y, batch_size=..., epochs=...,
   validation_data=...)` trains it.
-- ours: `mnist_doe.train.fit_keras` on the uint8 arrays, as the train stage runs it.
+- ours: `mnist_doe.train.fit_keras` on the uint8 arrays, as the train stage runs it, with
+  the default `train` parameters (float32).
+- mixed: the same with `mixed_precision: true`, which on a CPU with bfloat16 instructions
+  computes in bfloat16 (weights and softmax stay float32), elsewhere is float32 again.
 
 Cells: dense 5x200 (seed 001: SGD lr 0.01, dropout 0.2, batch 64), cnn 2x28 and lstm 2x100
 (seed 000: Adam lr 1e-3, no dropout, Keras' default batch 32).
@@ -42,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-METHODS = ("seed", "ours")
+METHODS = ("seed", "ours", "mixed")
+OURS = ("ours", "mixed")
 CELLS = {
     "dense-5x200": {"family": "dense", "layers": 5, "nodes": 200, "optimizer": "sgd",
                     "learning_rate": 0.01, "dropout": 0.2, "batch_size": 64},
@@ -166,14 +170,14 @@ class EpochLog:
         self.ends.append(time.perf_counter())
 
 
-def fit_ours(spec: dict, data: dict, epochs: int, seed: int) -> dict:
+def fit_ours(spec: dict, data: dict, epochs: int, seed: int, mixed_precision: bool = False) -> dict:
     """Train with the train stage's `fit_keras` on the uint8 arrays."""
     from mnist_doe import params, train
 
     knobs = {k: spec[k] for k in ("optimizer", "learning_rate", "dropout", "batch_size")}
     cell = params.Cell(
         name="bench", family=spec["family"], layers=spec["layers"], nodes=spec["nodes"],
-        train=params.TrainParams(epochs=epochs, seed=seed, **knobs),
+        train=params.TrainParams(epochs=epochs, seed=seed, mixed_precision=mixed_precision, **knobs),
     )
     log = EpochLog()
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,9 +192,11 @@ def fit_ours(spec: dict, data: dict, epochs: int, seed: int) -> dict:
 
 def worker(method: str, cell: str, data_file: Path, epochs: int, seed: int) -> dict:
     data = dict(np.load(data_file))
-    fit = fit_seed if method == "seed" else fit_ours
     start = time.perf_counter()
-    result = fit(CELLS[cell], data, epochs, seed)
+    if method == "seed":
+        result = fit_seed(CELLS[cell], data, epochs, seed)
+    else:
+        result = fit_ours(CELLS[cell], data, epochs, seed, mixed_precision=method == "mixed")
     ends = result.pop("ends")
     return {
         "fit_seconds": ends[-1] - start,
@@ -219,6 +225,8 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
+    from mnist_doe.hardware import cpu_has_bfloat16
+
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -230,6 +238,7 @@ def machine() -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
+        "bfloat16": cpu_has_bfloat16(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "tensorflow": tf.__version__,
@@ -258,18 +267,21 @@ def summarize(runs: dict, n_train: int) -> dict:
                 "val_accuracy_runs": [round(m["val_accuracy"], 4) for m in measured],
                 "load_average_runs": [m["load_average"] for m in measured],
             }
-        ratio = row["ours"]["images_per_second"] / row["seed"]["images_per_second"]
-        points = 100 * (row["ours"]["test_accuracy"] - row["seed"]["test_accuracy"])
-        row["ratio"] = round(ratio, 2)
-        # the two ways of one repeat ran back to back, so their ratio shares the machine's state
-        paired = [o / r for o, r in zip(row["ours"]["images_per_second_runs"], row["seed"]["images_per_second_runs"])]
-        row["ratio_paired"] = round(statistics.median(paired), 2)
-        row["accuracy_points"] = round(points, 2)
-        row["accuracy_points_se"] = round(
-            100 * (row["ours"]["test_accuracy_se"] ** 2 + row["seed"]["test_accuracy_se"] ** 2) ** 0.5, 2
-        )
+        seed = row["seed"]
+        for method in OURS:
+            ours = row[method]
+            ratio = ours["images_per_second"] / seed["images_per_second"]
+            points = 100 * (ours["test_accuracy"] - seed["test_accuracy"])
+            # the ways of one repeat ran back to back, so their ratio shares the machine's state
+            paired = [o / r for o, r in zip(ours["images_per_second_runs"], seed["images_per_second_runs"])]
+            ours.update(
+                ratio=round(ratio, 2),
+                ratio_paired=round(statistics.median(paired), 2),
+                accuracy_points=round(points, 2),
+                accuracy_points_se=round(100 * (ours["test_accuracy_se"] ** 2 + seed["test_accuracy_se"] ** 2) ** 0.5, 2),
+                meets_target=ratio >= TARGETS[cell] and abs(points) <= ACCURACY_TOLERANCE,
+            )
         row["target_ratio"] = TARGETS[cell]
-        row["meets_target"] = ratio >= TARGETS[cell] and abs(points) <= ACCURACY_TOLERANCE
         cells[cell] = {**CELLS[cell], **row}
     return cells
 
@@ -286,27 +298,35 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpus']} GPU; Python {m['python']}, "
         f"NumPy {m['numpy']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}.",
         "",
+        f"Ways: **seed**, the notebooks' `model.fit` on float64 arrays; **ours**, the train "
+        f"stage with its default parameters (float32); **mixed**, the train stage with "
+        f"`mixed_precision: true`, which on this CPU computes in "
+        f"{'bfloat16' if m.get('bfloat16') else 'float32 (no bfloat16 instructions)'}.",
+        "",
         f"Images/s: training images per epoch over the median timed epoch (epochs 2 to "
         f"{s['epochs']}, each with its validation pass; epoch 1 also compiles the graph, so it "
-        f"is left out both ways), median of {s['repeats']} runs per way; ours/seed divides "
-        f"those medians, paired is the median of the per-repeat ratios (the two ways of a repeat "
-        f"run back to back). Accuracy: on the "
-        f"held-out images after {s['epochs']} epochs, mean of the runs (each run "
-        f"its own seed, the same for both ways), ± one standard error. Target: ours/seed at "
-        f"least as shown, accuracy within {ACCURACY_TOLERANCE} points.",
+        f"is left out every way), median of {s['repeats']} runs per way; x seed divides "
+        f"those medians, paired is the median of the per-repeat ratios (the ways of a repeat "
+        f"run back to back). Accuracy: on the held-out images after {s['epochs']} epochs, mean "
+        f"of the runs (each run its own seed, the same for every way); the difference to the "
+        f"seed way in points, ± one standard error. Target: x seed at least as shown, accuracy "
+        f"within {ACCURACY_TOLERANCE} points.",
         "",
-        "| cell | batch | optimizer | seed images/s | ours images/s | ours/seed | paired | target "
-        "| seed accuracy | ours accuracy | difference (points) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | way | images/s | x seed | paired | target | accuracy | difference (points) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in report["cells"].items():
-        lines.append(
-            f"| {name} | {c['batch_size']} | {c['optimizer']} {c['learning_rate']:g} "
-            f"| {c['seed']['images_per_second']:,.0f} | {c['ours']['images_per_second']:,.0f} "
-            f"| {c['ratio']:.2f}x | {c['ratio_paired']:.2f}x | {c['target_ratio']:g}x "
-            f"| {c['seed']['test_accuracy']:.4f} | {c['ours']['test_accuracy']:.4f} "
-            f"| {c['accuracy_points']:+.2f} ± {c['accuracy_points_se']:.2f} |"
-        )
+        label = f"{name} (batch {c['batch_size']}, {c['optimizer']} {c['learning_rate']:g})"
+        seed = c["seed"]
+        lines.append(f"| {label} | seed | {seed['images_per_second']:,.0f} | | | "
+                     f"| {seed['test_accuracy']:.4f} | |")
+        for method in OURS:
+            o = c[method]
+            lines.append(
+                f"| | {method} | {o['images_per_second']:,.0f} | {o['ratio']:.2f}x "
+                f"| {o['ratio_paired']:.2f}x | {c['target_ratio']:g}x | {o['test_accuracy']:.4f} "
+                f"| {o['accuracy_points']:+.2f} ± {o['accuracy_points_se']:.2f} |"
+            )
     loads = [a for c in report["cells"].values() for w in METHODS for a in c[w]["load_average_runs"]]
     lines += [
         "",
@@ -353,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
         for repeat in range(args.repeats):
             for i, cell in enumerate(cells):
                 # alternate which way goes first, so neither always meets the same machine state
-                order = METHODS if (repeat + i) % 2 == 0 else METHODS[::-1]
+                turn = (repeat + i) % len(METHODS)
+                order = METHODS[turn:] + METHODS[:turn]
                 for method in order:
                     result = measure(method, cell, data_file, args.epochs, args.seed + repeat)
                     expected = args.epochs * -(-n_train // CELLS[cell]["batch_size"])
@@ -362,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
                     runs[cell][method].append(result)
                     rate = n_train / statistics.median(result["epoch_seconds"][1:])
                     print(
-                        f"run {repeat + 1}/{args.repeats} {cell:12} {method:5} {rate:8.0f} images/s "
+                        f"run {repeat + 1}/{args.repeats} {cell:12} {method:6} {rate:8.0f} images/s "
                         f"accuracy {result['test_accuracy']:.4f}",
                         flush=True,
                     )
