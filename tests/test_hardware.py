@@ -8,19 +8,20 @@ from mnist_doe.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, precision_po
 
 
 @pytest.mark.parametrize(
-    ("family", "batch", "cores", "plan"),
+    ("family", "batch", "cores", "batch_norm", "plan"),
     [
-        ("cnn", 32, 2, CpuPlan(replicas=2, intra_op=1, inter_op=2)),
-        ("dense", 64, 2, CpuPlan(replicas=1, intra_op=1, inter_op=2)),
-        ("lstm", 32, 2, CpuPlan(replicas=1, intra_op=1, inter_op=2)),
-        ("cnn", 31, 2, CpuPlan(replicas=1, intra_op=1, inter_op=2)),  # under 16 rows a replica
-        ("cnn", 32, 1, CpuPlan(replicas=1, intra_op=1, inter_op=1)),
-        ("dense", 64, 16, CpuPlan(replicas=1, intra_op=8, inter_op=2)),
-        ("cnn", 128, 16, CpuPlan(replicas=2, intra_op=8, inter_op=2)),
+        ("cnn", 32, 2, False, CpuPlan(splits=2, intra_op=1, inter_op=2)),
+        ("dense", 64, 2, False, CpuPlan(splits=1, intra_op=1, inter_op=2)),
+        ("lstm", 32, 2, False, CpuPlan(splits=1, intra_op=1, inter_op=2)),
+        ("cnn", 31, 2, False, CpuPlan(splits=1, intra_op=1, inter_op=2)),  # under 16 rows a part
+        ("cnn", 32, 2, True, CpuPlan(splits=1, intra_op=1, inter_op=2)),  # batch statistics
+        ("cnn", 32, 1, False, CpuPlan(splits=1, intra_op=1, inter_op=1)),
+        ("dense", 64, 16, False, CpuPlan(splits=1, intra_op=8, inter_op=2)),
+        ("cnn", 128, 16, False, CpuPlan(splits=2, intra_op=8, inter_op=2)),
     ],
 )
-def test_cpu_plan(family, batch, cores, plan):
-    assert cpu_plan(family, batch, cores) == plan
+def test_cpu_plan(family, batch, cores, batch_norm, plan):
+    assert cpu_plan(family, batch, cores, batch_norm) == plan
 
 
 def test_bfloat16_is_read_from_the_cpu_flags(tmp_path):

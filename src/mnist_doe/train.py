@@ -87,9 +87,10 @@ class RunLog:
 def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path) -> tuple:
     """Fit a Keras family on uint8 images; returns (model, predict function, epochs run).
 
-    On a CPU, ops run deterministically, so the same seed gives the same model. Several GPUs,
-    or a CPU's cores for a CNN, share every batch (`hardware.strategy_for`). `mixed_precision`
-    computes in float16 on a GPU, in bfloat16 on a CPU with bfloat16 instructions.
+    On a CPU, ops run deterministically, so the same seed gives the same model, and the cores
+    run two streams of ops (`hardware.cpu_plan`); several GPUs share every batch.
+    `mixed_precision` computes in float16 on a GPU, in bfloat16 on a CPU with bfloat16
+    instructions.
     """
     import keras
     import tensorflow as tf
@@ -99,11 +100,18 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
 
     t = cell.train
-    strategy = hardware.strategy_for(cell.family, t.batch_size)
-    keras.utils.set_random_seed(t.seed)
     gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
+    if gpus:
+        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        splits = 1
+        print(f"train: {len(gpus)} GPU(s)", flush=True)
+    else:
+        plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), t.batch_norm)
+        intra, inter = hardware.configure_threads(plan)
+        strategy, splits = tf.distribute.get_strategy(), plan.splits
         tf.config.experimental.enable_op_determinism()
+        print(f"train: CPU, {inter} op streams x {intra} threads, every batch in {splits} part(s)", flush=True)
+    keras.utils.set_random_seed(t.seed)
 
     n_pixels = data["x_fit"].shape[1]
     # the builders keep the softmax output in float32 under either mixed policy
@@ -119,7 +127,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
-            trainer = Trainer(model, t.batch_size, strategy)
+            trainer = Trainer(model, t.batch_size, strategy, splits)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
