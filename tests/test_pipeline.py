@@ -204,3 +204,44 @@ def test_bad_input_stops_before_work_with_one_line(tmp_path):
     assert failed.returncode != 0
     assert "ingest: error: data/external/test.csv" in failed.stderr + failed.stdout
     assert not (project / "data/clean").exists()
+
+
+def test_replicates_of_a_full_grid_give_a_two_way_anova(tmp_path):
+    """Two replicates (seeds 42 and 43) of a 2 x 2 dense grid, run by dvc: the report's
+    two-way ANOVA of layers and nodes over the 8 validation accuracies agrees with one
+    computed here by hand for a balanced design."""
+    cells = {
+        f"dense-{layers}x{nodes}": {"family": "dense", "layers": layers, "nodes": nodes,
+                                    "optimizer": "adam", "learning_rate": 0.003}
+        for layers in (1, 2) for nodes in (8, 32)
+    }
+    overrides = tiny_overrides("fashion", epochs=2, cells=cells)
+    overrides["split"] = {"replicates": 2}
+    overrides["augment"] = {"copies": 0}
+    project = make_project(tmp_path / "project", overrides)
+    write_pair(project / "data/external", n_train=300, n_test=60, style="fashion")
+    dvc(project, "repro")
+
+    doe = json.loads((project / "metrics/doe.json").read_text())
+    acc = {}  # (layers, nodes) -> the two replicate accuracies
+    for name, cell in cells.items():
+        m = doe["cells"][name]
+        assert m["runs"] == 2
+        acc[(cell["layers"], cell["nodes"])] = np.array(m["val_accuracy_runs"])
+    assert any(a[0] != a[1] for a in acc.values())  # replicates differ somewhere: an error term
+
+    grand = np.mean(list(acc.values()))
+    cell_mean = {k: a.mean() for k, a in acc.items()}
+    within = sum(((a - cell_mean[k]) ** 2).sum() for k, a in acc.items())  # df 8 - 4 = 4
+    layers_ss = sum(4 * (np.mean([acc[(lay, n)] for n in (8, 32)]) - grand) ** 2 for lay in (1, 2))
+    nodes_ss = sum(4 * (np.mean([acc[(lay, n)] for lay in (1, 2)]) - grand) ** 2 for n in (8, 32))
+
+    anova = json.loads((project / "metrics/stats.json").read_text())["anova"]["dense"]
+    assert anova["observations"] == 8 and anova["residual_df"] == 4
+    terms = anova["terms"]
+    assert terms["layers"]["df"] == terms["nodes"]["df"] == 1
+    assert terms["layers"]["F"] == pytest.approx(layers_ss / (within / 4), rel=1e-6)
+    assert terms["nodes"]["F"] == pytest.approx(nodes_ss / (within / 4), rel=1e-6)
+    assert all(0.0 <= t["p_value"] <= 1.0 for t in terms.values())
+    report = (project / "metrics/report.md").read_text()
+    assert "dense (8 observations, residual df 4):" in report
