@@ -1,5 +1,5 @@
-"""Where the train stage computes: on GPUs when present, else on the CPU's cores, split the
-way that measured fastest for each family (bench/README.md).
+"""How the train stage uses a CPU's cores (split the way that measured fastest for each
+family, bench/README.md) and which arithmetic `mixed_precision` picks on CPU and GPU.
 
 On a CPU, a training step of these small networks is a chain of small ops. One op spread
 over all cores pays a synchronisation per op; two streams of ops, each with half the
