@@ -26,4 +26,5 @@ smoke: setup
 
 bench: setup
 	python bench/bench_train.py
+	python bench/bench_ceiling.py
 	python bench/bench_augment.py

@@ -55,6 +55,7 @@ CELLS = {
     "lstm-2x100": {"family": "lstm", "layers": 2, "nodes": 100, "optimizer": "adam",
                    "learning_rate": 1e-3, "dropout": 0.0, "batch_size": 32},
 }
+VECTOR_SETS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"), ("asimd", "NEON"))
 TARGETS = {"dense-5x200": 3.0, "cnn-2x28": 2.0, "lstm-2x100": 2.0}
 ACCURACY_TOLERANCE = 0.5  # points
 
@@ -227,15 +228,20 @@ def machine() -> dict:
 
     from mnist_doe.hardware import cpu_has_bfloat16
 
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    # the widest vector instructions decide how fast float32 products can go: machines of
+    # one name ("AMD EPYC") have come with and without AVX-512
+    vector = next((name for flag, name in VECTOR_SETS if flag in flags), "unknown vector instructions")
     return {
         "cpu": cpu,
+        "vector": vector,
         "cores": os.cpu_count(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "bfloat16": cpu_has_bfloat16(),
@@ -295,7 +301,8 @@ def markdown(report: dict) -> str:
         f"{s['train_images']:,} training images, {s['val_images']:,} validation images "
         f"(checked every epoch) and {s['test_images']:,} held-out images of {s['data']}.",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpus']} GPU; Python {m['python']}, "
+        f"Machine: {m['cpu']} ({m.get('vector', 'vector instructions not recorded')}), "
+        f"{m['cores']} cores, {m['gpus']} GPU; Python {m['python']}, "
         f"NumPy {m['numpy']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}.",
         "",
         f"Ways: **seed**, the notebooks' `model.fit` on float64 arrays; **ours**, the train "
