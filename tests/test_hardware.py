@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from mnist_doe.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, precision_policy
+from mnist_doe.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, native_lines_to_show, precision_policy
+
+PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+NO_DRIVER = ("I0000 00:00:1795535902.406917    7563 cudart_stub.cc:31] Could not find cuda drivers "
+             "on your machine, GPU will not be used.")
+CUINIT = ("E0000 00:00:1795535908.523943    7563 cuda_platform.cc:52] failed call to cuInit: "
+          "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)")
 
 
 @pytest.mark.parametrize(
@@ -48,3 +57,25 @@ def test_bfloat16_is_read_from_the_cpu_flags(tmp_path):
 )
 def test_precision_policy(mixed, gpus, bf16, policy):
     assert precision_policy(mixed, gpus, bf16) == policy
+
+
+def test_start_up_notices_of_a_machine_without_cuda_drivers_are_held_back():
+    other = "W0000 something TensorFlow wants the user to see"
+    assert native_lines_to_show([PREAMBLE, NO_DRIVER, PREAMBLE, NO_DRIVER, CUINIT, other]) == [other]
+
+
+def test_a_cuinit_failure_with_drivers_present_is_shown():
+    assert native_lines_to_show([PREAMBLE, CUINIT]) == [CUINIT]
+
+
+def test_importing_tensorflow_through_hardware_keeps_stderr_clean():
+    code = (
+        "import sys; from mnist_doe import hardware; tf = hardware.import_tensorflow(); "
+        "print(tf.reduce_sum(tf.ones(3)).numpy()); print('after import', file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3.0"
+    assert "absl::InitializeLog" not in done.stderr
+    assert "Could not find cuda drivers" not in done.stderr
+    assert done.stderr.rstrip().endswith("after import")  # later output is not swallowed

@@ -13,11 +13,19 @@ process that started it already (a notebook, a test session) keeps its own, and 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 MIN_ROWS_PER_PART = 16
 CPU_FLAGS_WITH_BFLOAT16 = ("avx512_bf16", "amx_bf16")
+# what TensorFlow's native code prints when it starts on a machine without CUDA drivers,
+# before its logging (and so TF_CPP_MIN_LOG_LEVEL) is in force
+ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$")
+NO_CUDA_DRIVER = re.compile(r"\] Could not find cuda drivers on your machine, GPU will not be used\.$")
+CUINIT_FAILED = re.compile(r"\] failed call to cuInit: ")
 
 
 @dataclass(frozen=True)
@@ -72,3 +80,39 @@ def precision_policy(mixed: bool, gpus: int, cpu_bfloat16: bool) -> str:
     if gpus:
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_bfloat16 else "float32"
+
+
+def native_lines_to_show(lines: list[str]) -> list[str]:
+    """The lines of TensorFlow's start-up output worth showing: all but the notices that a
+    machine without CUDA drivers has none (and so cannot initialise CUDA). A cuInit failure
+    on a machine that has drivers is shown."""
+    no_driver = any(NO_CUDA_DRIVER.search(line) for line in lines)
+    return [
+        line for line in lines
+        if not ABSL_PREAMBLE.match(line)
+        and not NO_CUDA_DRIVER.search(line)
+        and not (no_driver and CUINIT_FAILED.search(line))
+    ]
+
+
+def import_tensorflow():
+    """Import TensorFlow and look for GPUs, holding back the native notices of a machine
+    without CUDA drivers (`native_lines_to_show`); anything else written meanwhile reaches
+    stderr afterwards. The train stage says itself whether it runs on CPU or GPU."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines()
+            sys.stderr.write("".join(f"{line}\n" for line in native_lines_to_show(lines)))
+            sys.stderr.flush()
+    return tf

@@ -92,10 +92,11 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     `mixed_precision` computes in float16 on a GPU, in bfloat16 on a CPU with bfloat16
     instructions.
     """
-    import keras
-    import tensorflow as tf
-
     from . import hardware
+
+    tf = hardware.import_tensorflow()
+    import keras
+
     from .loop import Trainer
     from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
 
