@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench_train import CELLS, machine
+
 SHAPES = {  # (rows, inner, columns) of the products the cells compute most
     "dense: batch x 784 by 784 x 200": (64, 784, 200),
     "dense: batch x 200 by 200 x 200": (64, 200, 200),
     "lstm: batch x 100 by 100 x 400": (32, 100, 400),
-}
-CELLS = {  # bench_train.py's cells: family, layers, nodes, batch size
-    "dense-5x200": ("dense", 5, 200, 64),
-    "cnn-2x28": ("cnn", 2, 28, 32),
-    "lstm-2x100": ("lstm", 2, 100, 32),
 }
 
 
@@ -86,7 +84,7 @@ def training_multiply_adds(family: str, layers: int, nodes: int) -> int:
             forward = layer.kernel.shape[0] * layer.kernel.shape[1]
         elif kind == "Conv2D":
             height, width = layer.output.shape[1:3]
-            forward = height * width * size(layer.kernel)
+            forward = height * width * math.prod(layer.kernel.shape)
         elif kind == "LSTM":
             steps = layer.input.shape[1]
             inputs, gates = layer.cell.kernel.shape
@@ -102,13 +100,6 @@ def training_multiply_adds(family: str, layers: int, nodes: int) -> int:
         total += forward * (2 if first else 3)
         first = False
     return total
-
-
-def size(variable) -> int:
-    count = 1
-    for dim in variable.shape:
-        count *= dim
-    return count
 
 
 def worker(threads: int) -> None:
@@ -144,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     train_file = args.out / "train.json"
     trained = json.loads(train_file.read_text())["cells"] if train_file.is_file() else {}
     cells = {}
-    for name, (family, layers, nodes, batch) in CELLS.items():
-        flop = 2 * training_multiply_adds(family, layers, nodes)
+    for name, spec in CELLS.items():
+        flop = 2 * training_multiply_adds(spec["family"], spec["layers"], spec["nodes"])
         cell = {"mflop_per_image": flop / 1e6, "ceiling_images_per_second": peak * 1e9 / flop}
         if name in trained:
             t = trained[name]
@@ -153,8 +144,6 @@ def main(argv: list[str] | None = None) -> None:
             cell["ours_images_per_second"] = t["ours"]["images_per_second"]
             cell["target_images_per_second"] = t["target_ratio"] * t["seed"]["images_per_second"]
         cells[name] = cell
-    from bench_train import machine
-
     report = {
         "machine": machine(), "cores": cores, "one_thread_gflops": one_thread, "one_op_all_cores_gflops": all_threads,
         "one_thread_per_core_gflops": every_core, "machine_gflops": peak, "shapes_one_thread_gflops": shapes,
