@@ -300,3 +300,34 @@ def test_answers_with_three_columns(tmp_path):
     with pytest.raises(DataError) as err:
         csvfile.read_answers(path, 1)
     assert str(err.value) == f"{path}: 3 columns; an answers file has two, ImageId,Label"
+
+
+def test_quoted_fields_may_hold_commas(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text(
+        '"label","pixel0","pixel1","pixel2","pixel3"\n'
+        '"T-shirt, top",0,1,2,3\n'
+        'Trouser,4,5,6,7\n'
+        '"Bag, small","8",9,10,11\n'
+    )
+    read = csvfile.read_train(path)
+    assert read.has_header and read.issues == []
+    assert read.labels.tolist() == ["T-shirt, top", "Trouser", "Bag, small"]
+    assert read.pixels.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert read.lines.tolist() == [2, 3, 4]
+
+
+def test_bad_cell_on_a_line_with_a_quoted_comma_is_named_by_its_column(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('label,a,b,c,d\n"Bag, small",0,1,x,3\nShirt,4,5,6,7\n')
+    read = csvfile.read_train(path)
+    assert read.issues == [csvfile.Issue(0, 2, "c", "x", csvfile.NOT_A_NUMBER)]
+    assert read.labels.tolist() == ["Bag, small", "Shirt"]
+
+
+def test_unclosed_quote_is_a_wrong_field_count(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('label,a,b,c,d\n1,0,1,2,3\n2,"4,5,6,7\n3,8,9,10,11\n')
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == f"{path} line 3: 2 fields, expected 5"
