@@ -71,3 +71,34 @@ def test_killed_cell_resumes_where_it_stopped(stage_dir):  # noqa: F811
     summary = json.loads((paths.PREDICTIONS_DIR / f"{CELL}.json").read_text())
     assert summary["epochs"] == EPOCHS  # counted across the interruption
     assert not (train.BACKUP_DIR / CELL).exists()
+
+
+@pytest.mark.parametrize("run_name", ["", "fold2"])
+def test_epochs_logged_after_the_last_backup_are_dropped_on_resume(tmp_path, run_name):
+    # the window a kill can hit: epoch 3 logged, its backup not yet written
+    from dvclive import Live
+
+    run = train.Run(fold=1, replicate=0, name=run_name)
+    live = Live(dir=str(tmp_path / "live"), save_dvc_exp=False, dvcyaml=False)
+    log = train.RunLog(live, run)
+    log.rewind(0)
+    for epoch in range(3):
+        log.log_metric("loss", 1.0 / (epoch + 1))
+        log.log_metric("val_accuracy", 0.5 + epoch / 10)
+        log.next_step()
+    other = tmp_path / "live" / "plots" / "metrics" / "other.tsv"  # not this run's curve
+    other.write_text("step\tother\n0\t1\n1\t1\n2\t1\n")
+
+    resumed = Live(dir=str(tmp_path / "live"), resume=True, save_dvc_exp=False, dvcyaml=False)
+    log = train.RunLog(resumed, run)
+    log.rewind(2)  # the backup holds 2 epochs: epoch 3 is trained again
+    log.log_metric("loss", 0.3)
+    log.log_metric("val_accuracy", 0.7)
+    log.next_step()
+
+    curves = tmp_path / "live" / "plots" / "metrics" / run_name
+    loss = (curves / "loss.tsv").read_text().splitlines()
+    assert loss == ["step\tloss", "0\t1.0", "1\t0.5", "2\t0.3"]
+    assert [row.split("\t")[0] for row in (curves / "val_accuracy.tsv").read_text().splitlines()[1:]] == ["0", "1", "2"]
+    if run_name:
+        assert other.read_text().count("\n") == 4  # another run's curve is left alone

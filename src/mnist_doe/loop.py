@@ -267,12 +267,17 @@ class Trainer:
         backup: Path,
         fingerprint: str,
         log: Callable[[dict[str, float]], None],
+        rewind: Callable[[int], None] = lambda epochs: None,
     ) -> int:
-        """Train until `epochs` or early stopping; returns the number of epochs trained in all."""
+        """Train until `epochs` or early stopping; returns the number of epochs trained in all.
+
+        `rewind` learns, before the first epoch, how many epochs the backup holds (0 without
+        one), so the log can drop what it logged beyond them."""
         x, y = data
         train_epoch = self._train_epoch(x, y)
         stopping = Stopping(patience)
         start = self.load_backup(backup, fingerprint, stopping)
+        rewind(start)
         epoch = start - 1
         for epoch in range(start, epochs if not stopping.stopped else start):
             rate = float(learning_rate(epoch))

@@ -73,9 +73,21 @@ def run_inputs(inputs: dict, fold: int) -> dict[str, np.ndarray]:
 class RunLog:
     """DVCLive for one run: epochs as steps, metric names prefixed by the run's name."""
 
-    def __init__(self, live, run: Run, first_epoch: int = 0):
+    def __init__(self, live, run: Run):
         self.live, self.prefix = live, f"{run.name}/" if run.name else ""
-        self.live.step = first_epoch
+        self.curves = Path(live.plots_dir) / "metrics" / (run.name or "")
+
+    def rewind(self, epochs: int) -> None:
+        """Continue the learning curve after `epochs` finished epochs. A run killed after
+        logging an epoch but before backing it up trains that epoch again; its rows (and any
+        of a run that restarts from scratch) are dropped, so every epoch has one row."""
+        for curve in self.curves.glob("*.tsv"):  # this run's curves only: runs of a cell have subfolders
+            header, *rows = curve.read_text().splitlines()
+            step = header.split("\t").index("step")
+            kept = [row for row in rows if int(row.split("\t")[step]) < epochs]
+            if len(kept) < len(rows):
+                files.write_text(curve, "\n".join([header, *kept]) + "\n")
+        self.live.step = epochs
 
     def log_metric(self, name: str, value: float) -> None:
         self.live.log_metric(self.prefix + name, value)
@@ -150,6 +162,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         backup=backup / "state.npz",
         fingerprint=fingerprint,
         log=log,
+        rewind=live.rewind,
     )
     return model, trainer.predict, epochs_run
 
@@ -213,10 +226,10 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
     """Fit one run; returns (model, its results: probabilities and accuracies)."""
     run_cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, seed=cell.train.seed + run.replicate))
     backup = BACKUP_DIR / cell.name / (run.name or "run")
-    first_epoch = _finished_epochs(live, run)
-    log = RunLog(live, run, first_epoch if backup.exists() else 0)
+    log = RunLog(live, run)
     start = time.perf_counter()
     if cell.family in ("logreg", "mlp"):
+        log.rewind(0)  # baselines always start from scratch
         model, predict, epochs_run = fit_baseline(run_cell, data, log)
     else:
         model, predict, epochs_run = fit_keras(run_cell, data, n_classes, log, backup)
@@ -231,14 +244,6 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         "seconds": seconds,
         "fit_rows": len(data["x_fit"]),
     }
-
-
-def _finished_epochs(live, run: Run) -> int:
-    """Epochs of `run` already in the learning curve (after an interruption)."""
-    curve = Path(live.plots_dir) / "metrics" / (run.name or "") / "val_accuracy.tsv"
-    if not curve.exists():
-        return 0
-    return max(0, len(curve.read_text().splitlines()) - 1)
 
 
 def train_cell(cell: params.Cell) -> dict:
