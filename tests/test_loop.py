@@ -288,6 +288,9 @@ def test_a_cnn_cell_runs_two_op_streams_and_is_reproducible(stage_dir):  # noqa:
 
 
 class _NoLog:
+    def rewind(self, epochs):
+        pass
+
     def log_metric(self, name, value):
         pass
 
