@@ -72,10 +72,12 @@ def test_each_family_writes_model_history_and_predictions(stage_dir, family):
     assert not (train.BACKUP_DIR / c.name).exists()
 
 
-def test_keras_model_reloads_in_safe_mode_and_predicts_the_same(stage_dir):
+@pytest.mark.parametrize("family", ["dense", "lstm"])
+def test_keras_model_reloads_in_safe_mode_and_predicts_the_same(stage_dir, family):
+    """The saved model is plain Keras (an LSTM trained through `recurrent` included)."""
     import keras
 
-    c = cell("dense")
+    c = cell(family)
     train.train_cell(c)
     model = keras.saving.load_model(paths.MODELS_DIR / c.name / "model.keras", safe_mode=True)
     test = files.load_npz(paths.CLEAN_TEST)["pixels"]
@@ -83,11 +85,12 @@ def test_keras_model_reloads_in_safe_mode_and_predicts_the_same(stage_dir):
     np.testing.assert_allclose(model.predict(test, verbose=0), saved, atol=1e-5)
 
 
-def test_same_seed_gives_identical_predictions_on_cpu(stage_dir):
-    first = train.train_cell(cell("cnn"))
-    proba_first = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
-    second = train.train_cell(cell("cnn"))
-    proba_second = files.load_npz(paths.PREDICTIONS_DIR / "cnn-1x16.npz")
+@pytest.mark.parametrize("family", ["cnn", "lstm"])
+def test_same_seed_gives_identical_predictions_on_cpu(stage_dir, family):
+    first = train.train_cell(cell(family))
+    proba_first = files.load_npz(paths.PREDICTIONS_DIR / f"{family}-1x16.npz")
+    second = train.train_cell(cell(family))
+    proba_second = files.load_npz(paths.PREDICTIONS_DIR / f"{family}-1x16.npz")
     for split in ("val", "test"):
         np.testing.assert_array_equal(proba_first[split], proba_second[split])
     assert first["epochs"] == second["epochs"] == 2

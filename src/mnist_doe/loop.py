@@ -107,10 +107,14 @@ class Trainer:
     `splits` > 1 computes every batch (every replica's share of it) as that many independent
     parts in one graph, their gradients summed: the same gradient as the whole batch (for
     models without batch normalisation), and parts that two CPU op streams compute side by side.
+    `forward` computes the model's training-mode output in place of `model(x, training=True)`
+    (the same maths with the model's own variables, e.g. `recurrent.training_forward`).
     """
 
-    def __init__(self, model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy, splits: int = 1):
+    def __init__(self, model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy, splits: int = 1,
+                 forward: Callable | None = None):
         self.model, self.optimizer, self.strategy = model, model.optimizer, strategy
+        self.forward = forward or (lambda xb: model(xb, training=True))
         self.batch_size, self.splits = batch_size, splits
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
         self._predict = None
@@ -123,6 +127,7 @@ class Trainer:
     def _train_epoch(self, x: np.ndarray, y: np.ndarray):
         """A function of one epoch's row order that trains on every batch of it once."""
         model, optimizer, strategy, loss_fn = self.model, self.optimizer, self.strategy, self.loss
+        forward = self.forward
         replicas, splits = strategy.num_replicas_in_sync, self.splits
         xs, ys = tf.constant(x), tf.constant(y.astype(np.int32))
         batch = self.batch_size
@@ -139,7 +144,7 @@ class Trainer:
                 for part in range(parts):
                     these = mine[part::parts] if parts > 1 else mine
                     xb, yb = tf.gather(xs, these), tf.gather(ys, these)
-                    proba = model(xb, training=True)
+                    proba = forward(xb)
                     totals.append(tf.reduce_sum(loss_fn(yb, proba)))
                     hits.append(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(proba, -1, output_type=tf.int32), yb), tf.float64)))
                 total = tf.add_n(totals)
