@@ -67,22 +67,6 @@ def test_output_and_gradients_equal_keras(units, last_sequences, input_gradient)
         assert got[0] is None
 
 
-def test_training_forward_replaces_only_lstms():
-    import keras
-
-    from mnist_doe.models import BUILDERS, Regularisation
-    from mnist_doe.recurrent import training_forward
-
-    reg = Regularisation(dropout=0.2)
-    assert training_forward(BUILDERS["dense"](784, 10, 2, 16, reg)) is None
-    assert training_forward(BUILDERS["cnn"](784, 10, 1, 4, reg)) is None
-    lstm = BUILDERS["lstm"](784, 10, 2, 8, reg)
-    assert training_forward(lstm) is not None
-    # a recurrent dropout is not what lstm_stack computes: Keras' layer stays in charge
-    odd = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, recurrent_dropout=0.1), keras.layers.Dense(2)])
-    assert training_forward(odd) is None
-
-
 def test_an_epoch_through_the_written_out_lstm_learns_what_keras_learns():
     """Same model, same batches, Adam: the weights after one epoch agree with the trainer
     running Keras' own LSTM layers (float32 rounding apart), as do loss and accuracy."""
@@ -90,7 +74,7 @@ def test_an_epoch_through_the_written_out_lstm_learns_what_keras_learns():
     import tensorflow as tf
 
     from mnist_doe.models import BUILDERS, Regularisation
-    from mnist_doe.recurrent import training_forward
+    from mnist_doe.forward import training_forward
 
     tf.config.experimental.enable_op_determinism()
     x, y = digits()

@@ -108,7 +108,7 @@ class Trainer:
     parts in one graph, their gradients summed: the same gradient as the whole batch (for
     models without batch normalisation), and parts that two CPU op streams compute side by side.
     `forward` computes the model's training-mode output in place of `model(x, training=True)`
-    (the same maths with the model's own variables, e.g. `recurrent.training_forward`).
+    (the same maths with the model's own variables, e.g. `forward.training_forward`).
     """
 
     def __init__(self, model: keras.Model, batch_size: int, strategy: tf.distribute.Strategy, splits: int = 1,

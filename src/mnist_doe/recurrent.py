@@ -14,13 +14,11 @@ per-op cost at batch 32. Here the backward pass of a whole stack of LSTMs is wri
 The weights are the Keras layers' own variables and the maths is Keras' (gates i, f, c, o;
 sigmoid and tanh; zero initial state), so the optimizer, saving and prediction are Keras'
 as before; gradients agree with automatic differentiation of `keras.layers.LSTM` to float32
-rounding (tests/test_recurrent.py). Used by the train stage on a CPU; a GPU keeps Keras'
-cuDNN kernel.
+rounding (tests/test_recurrent.py). Used by the train stage on a CPU through
+`forward.training_forward`; a GPU keeps Keras' cuDNN kernel.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -126,43 +124,3 @@ def lstm_stack(x: tf.Tensor, weights: list[tuple], sequences: bool, input_gradie
         return out, grad
 
     return run(x, *[w for triple in weights for w in triple])
-
-
-def training_forward(model: keras.Model) -> Callable | None:
-    """A function computing `model(x, training=True)` with every run of consecutive LSTM
-    layers of a `Sequential` model done by `lstm_stack`; None when there is nothing to replace."""
-    if not isinstance(model, keras.Sequential):
-        return None
-    layers = list(model.layers)
-    runs: list[tuple[int, int]] = []  # [start, end) of each run of supported LSTMs
-    i = 0
-    while i < len(layers):
-        if supported(layers[i]):
-            j = i
-            while j < len(layers) and supported(layers[j]) and (j == i or layers[j - 1].return_sequences):
-                j += 1
-            runs.append((i, j))
-            i = j
-        else:
-            i += 1
-    if not runs:
-        return None
-    starts = {start: end for start, end in runs}
-
-    def forward(x):
-        h, i = x, 0
-        while i < len(layers):
-            if i in starts:
-                end = starts[i]
-                stack = layers[i:end]
-                # data below: no gradient needed unless a layer with weights came before
-                below_trainable = any(layer.trainable_weights for layer in layers[:i])
-                weights = [(s.cell.kernel.value, s.cell.recurrent_kernel.value, s.cell.bias.value) for s in stack]
-                h = lstm_stack(h, weights, stack[-1].return_sequences, input_gradient=below_trainable)
-                i = end
-            else:
-                h = layers[i](h, training=True)
-                i += 1
-        return h
-
-    return forward

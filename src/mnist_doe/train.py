@@ -111,7 +111,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
 
     from .loop import Trainer
     from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
-    from .recurrent import training_forward
+    from .forward import training_forward
 
     t = cell.train
     gpus = tf.config.list_physical_devices("GPU")
@@ -141,8 +141,9 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
-            # on a CPU, stacked LSTMs train through a written-out backward pass (`recurrent`)
-            forward = None if gpus else training_forward(model)
+            # dropout as a multiplication by Keras' own mask; on a CPU, stacked LSTMs train
+            # through a written-out backward pass (a GPU keeps cuDNN's)
+            forward = training_forward(model, lstms=not gpus)
             trainer = Trainer(model, t.batch_size, strategy, splits, forward=forward)
     finally:
         keras.mixed_precision.set_global_policy("float32")
