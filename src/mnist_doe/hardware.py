@@ -26,6 +26,9 @@ CPU_FLAGS_WITH_BFLOAT16 = ("avx512_bf16", "amx_bf16")
 ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$")
 NO_CUDA_DRIVER = re.compile(r"\] Could not find cuda drivers on your machine, GPU will not be used\.$")
 CUINIT_FAILED = re.compile(r"\] failed call to cuInit: ")
+# printed where oneDNN is on by default (AVX-512 VNNI/BF16, AMX); README says that results
+# differ in the last digits between CPUs of other vector instructions
+ONEDNN_NOTICE = re.compile(r"\] oneDNN custom operations are on\. ")
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,14 @@ def precision_policy(mixed: bool, gpus: int, cpu_bfloat16: bool) -> str:
 
 def native_lines_to_show(lines: list[str]) -> list[str]:
     """The lines of TensorFlow's start-up output worth showing: all but the notices that a
-    machine without CUDA drivers has none (and so cannot initialise CUDA). A cuInit failure
-    on a machine that has drivers is shown."""
+    machine without CUDA drivers has none (and so cannot initialise CUDA) and that oneDNN is
+    on. A cuInit failure on a machine that has drivers is shown."""
     no_driver = any(NO_CUDA_DRIVER.search(line) for line in lines)
     return [
         line for line in lines
         if not ABSL_PREAMBLE.match(line)
         and not NO_CUDA_DRIVER.search(line)
+        and not ONEDNN_NOTICE.search(line)
         and not (no_driver and CUINIT_FAILED.search(line))
     ]
 
