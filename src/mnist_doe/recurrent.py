@@ -62,7 +62,6 @@ def lstm_stack(x: tf.Tensor, weights: list[tuple], sequences: bool, input_gradie
         saved = []  # per layer, per row: (i, f, g, o, c_prev, tanh(c))
         outputs = []  # per layer, per row: h
         for k, (kernel, recurrent, bias) in enumerate(ws):
-            units = recurrent.shape[0]
             h = c = None
             states, hs = [], []
             for t in range(rows):
