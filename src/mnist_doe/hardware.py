@@ -26,8 +26,8 @@ CPU_FLAGS_WITH_BFLOAT16 = ("avx512_bf16", "amx_bf16")
 ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$")
 NO_CUDA_DRIVER = re.compile(r"\] Could not find cuda drivers on your machine, GPU will not be used\.$")
 CUINIT_FAILED = re.compile(r"\] failed call to cuInit: ")
-# printed where oneDNN is on by default (AVX-512 VNNI/BF16, AMX); README says that results
-# differ in the last digits between CPUs of other vector instructions
+# printed where oneDNN is on by default (AVX-512 VNNI/BF16, AMX); README says that CPUs of
+# other vector instructions add up in another order, so metrics can differ slightly
 ONEDNN_NOTICE = re.compile(r"\] oneDNN custom operations are on\. ")
 
 
