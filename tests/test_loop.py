@@ -193,6 +193,43 @@ def test_fused_updates_compute_what_keras_computes(name):
     assert int(fused.optimizer.iterations.numpy()) == 4
 
 
+def test_cross_entropy_is_keras_loss_in_one_op():
+    """The loss from the softmax's logits with TensorFlow's one-kernel op: Keras' values and
+    gradients, without the small-op stand-in op determinism puts in Keras' way."""
+    import keras
+    import tensorflow as tf
+
+    from mnist_doe.loop import cross_entropy
+
+    tf.config.experimental.enable_op_determinism()
+    x, y = digits()
+    x, y = x[:64], y[:64].astype(np.int32)
+    model = dense_model("sgd")
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    def losses(ours: bool):
+        with tf.GradientTape() as tape:
+            proba = model(x, training=False)
+            loss = cross_entropy(y, proba, keras_loss) if ours else keras_loss(y, proba)
+            total = tf.reduce_sum(loss)
+        return loss, tape.gradient(total, model.trainable_variables)
+
+    (ours, our_grads), (theirs, their_grads) = losses(True), losses(False)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5)
+    assert float(tf.reduce_mean(ours)) > 1.0  # untrained: about ln(10), not a trivial zero
+    for a, b in zip(our_grads, their_grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
+
+    graph = tf.function(lambda: cross_entropy(y, model(x), keras_loss)).get_concrete_function().graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "SparseSoftmaxCrossEntropyWithLogits" in kinds and "LogSoftmax" not in kinds
+
+    # probabilities that carry no logits: Keras' own loss
+    plain = tf.constant(np.full((3, 10), 0.1, np.float32))
+    labels = np.array([0, 4, 9], np.int32)
+    np.testing.assert_array_equal(cross_entropy(labels, plain, keras_loss).numpy(), keras_loss(labels, plain).numpy())
+
+
 def test_fused_updates_leave_other_optimizers_to_keras():
     import keras
 

@@ -37,6 +37,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
 
 
+def cross_entropy(labels: tf.Tensor, proba: tf.Tensor, keras_loss: Callable) -> tf.Tensor:
+    """Per-image sparse cross-entropy of a softmax output, as `keras_loss` computes it.
+
+    Keras reads the logits its softmax activation kept on the output and calls
+    `tf.nn.sparse_softmax_cross_entropy_with_logits`, which under op determinism (on for a
+    CPU here) becomes a dozen small ops forward and more backward, a stand-in meant for GPUs,
+    all on the chain between the last layer and the first gradient. TensorFlow's one-kernel op
+    is deterministic on a CPU and hands its gradient over with the loss. Outputs without
+    logits go to `keras_loss`."""
+    logits = getattr(proba, "_keras_logits", None)
+    if logits is None:
+        return keras_loss(labels, proba)
+    return tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=labels)[0]
+
+
 @dataclass
 class Stopping:
     """Early stopping on validation loss (Keras' `EarlyStopping` with `restore_best_weights`)."""
@@ -145,7 +160,7 @@ class Trainer:
                     these = mine[part::parts] if parts > 1 else mine
                     xb, yb = tf.gather(xs, these), tf.gather(ys, these)
                     proba = forward(xb)
-                    totals.append(tf.reduce_sum(loss_fn(yb, proba)))
+                    totals.append(tf.reduce_sum(cross_entropy(yb, proba, loss_fn)))
                     hits.append(tf.reduce_sum(tf.cast(tf.equal(tf.argmax(proba, -1, output_type=tf.int32), yb), tf.float64)))
                 total = tf.add_n(totals)
                 loss = total / batch_rows
