@@ -297,10 +297,11 @@ def summarize(runs: dict, n_train: int) -> dict:
 
 def markdown(report: dict) -> str:
     m, s = report["machine"], report["setup"]
+    subset = "" if set(report["cells"]) == set(CELLS) else f" --cells {','.join(report['cells'])}"
     lines = [
         "# Training speed: the seed notebooks' way and our train stage",
         "",
-        f"`python bench/bench_train.py --repeats {s['repeats']} --epochs {s['epochs']}`: "
+        f"`python bench/bench_train.py --repeats {s['repeats']} --epochs {s['epochs']}{subset}`: "
         f"{s['train_images']:,} training images, {s['val_images']:,} validation images "
         f"(checked every epoch) and {s['test_images']:,} held-out images of {s['data']}.",
         "",

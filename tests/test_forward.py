@@ -101,6 +101,10 @@ def test_the_forward_pass_applies_the_masks():
     assert abs((out == 0).mean() - (1 - 0.75 * 0.8)) < 0.02
     again = training_forward(model)(tf.ones((4, 4000))).numpy()
     assert not np.array_equal(out, again)  # the seed generator moves on, as Keras' does
+    # a batch of a size known only when it runs (a replica's share under a strategy)
+    unknown = tf.function(training_forward(model), input_signature=[tf.TensorSpec([None, 4000])])
+    out = unknown(tf.ones((3, 4000))).numpy()
+    assert out.shape == (3, 4000) and 0.3 < (out == 0).mean() < 0.5
 
 
 @pytest.mark.parametrize("family", ["dense", "cnn"])
