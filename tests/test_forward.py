@@ -110,8 +110,8 @@ def test_the_forward_pass_applies_the_masks():
 @pytest.mark.parametrize("family", ["dense", "cnn"])
 def test_training_is_reproducible_and_learns_what_keras_layers_learn(family):
     """Same seed, same weights bit for bit; another seed, other weights; and the training loss
-    (dropout on) of the last two of six epochs within 20% of training through Keras' own dropout layers,
-    where the same model without dropout ends far lower."""
+    (dropout on) of the last two of six epochs within 20% of training through Keras' own
+    dropout layers, where the same model without dropout ends far lower."""
     x, y = digits()
     x, y = x[:320], y[:320]
     runs = []
