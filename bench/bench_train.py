@@ -1,6 +1,7 @@
 """Training speed: the seed notebooks' Keras way against our train stage, same images, same learning.
 
-    python bench/bench_train.py [--repeats 3] [--epochs 5] [--out bench/results]
+    python bench/bench_train.py [--repeats 3] [--epochs 5] [--seed 42] [--out bench/results]
+    python bench/bench_train.py --pool A/train.json B/train.json [--out bench/results]
 
 Three design cells, each trained three ways on the same images with the same batch size,
 optimizer and number of epochs:
@@ -22,7 +23,9 @@ because it also traces and compiles the graph. Images/s = training images / medi
 epoch of a run; the report gives the median over the runs. The whole fit time, first epoch
 and array preparation included, is kept in the JSON too. Accuracy is measured after the last
 epoch, untimed, on held-out images neither way trained or validated on. Every measurement runs
-in a fresh Python process, and the repeats alternate which way goes first.
+in a fresh Python process, and the repeats alternate which way goes first. Repeat r trains
+every way with seed `--seed` + r, so runs from different first seeds are independent samples:
+`--pool` joins the runs of such reports (same setup and cells) into one.
 
 Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` when installed (training images
 drawn from its training file, held-out images from its test file), else the 5,000 embedded
@@ -58,6 +61,7 @@ CELLS = {
 VECTOR_SETS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"), ("asimd", "NEON"))
 TARGETS = {"dense-5x200": 3.0, "cnn-2x28": 2.0, "lstm-2x100": 2.0}
 ACCURACY_TOLERANCE = 0.5  # points
+DEFAULT_SEED = 42  # repeat r of a run trains with seed + r, every way
 
 
 def load_images(n_train: int, n_val: int, n_test: int) -> tuple[dict[str, np.ndarray], str]:
@@ -264,7 +268,8 @@ def summarize(runs: dict, n_train: int) -> dict:
     for cell, by_method in runs.items():
         row = {}
         for method, measured in by_method.items():
-            rates = [n_train / statistics.median(m["epoch_seconds"][1:]) for m in measured]
+            # a pooled run brings its images/s along (its epoch times are rounded to ms)
+            rates = [m["rate"] if "rate" in m else n_train / statistics.median(m["epoch_seconds"][1:]) for m in measured]
             row[method] = {
                 "images_per_second": round(statistics.median(rates), 1),
                 "images_per_second_runs": [round(r, 1) for r in rates],
@@ -283,11 +288,14 @@ def summarize(runs: dict, n_train: int) -> dict:
             points = 100 * (ours["test_accuracy"] - seed["test_accuracy"])
             # the ways of one repeat ran back to back, so their ratio shares the machine's state
             paired = [o / r for o, r in zip(ours["images_per_second_runs"], seed["images_per_second_runs"])]
+            # the ways of a repeat start from the same seed: the spread of their differences
+            differences = [100 * (o - r) for o, r in zip(ours["test_accuracy_runs"], seed["test_accuracy_runs"])]
             ours.update(
                 ratio=round(ratio, 2),
                 ratio_paired=round(statistics.median(paired), 2),
                 accuracy_points=round(points, 2),
                 accuracy_points_se=round(100 * (ours["test_accuracy_se"] ** 2 + seed["test_accuracy_se"] ** 2) ** 0.5, 2),
+                accuracy_points_paired_se=round(standard_error(differences), 2),
                 meets_target=ratio >= TARGETS[cell] and abs(points) <= ACCURACY_TOLERANCE,
             )
         row["target_ratio"] = TARGETS[cell]
@@ -298,10 +306,15 @@ def summarize(runs: dict, n_train: int) -> dict:
 def markdown(report: dict) -> str:
     m, s = report["machine"], report["setup"]
     subset = "" if set(report["cells"]) == set(CELLS) else f" --cells {','.join(report['cells'])}"
+    seed = "" if s.get("seed", DEFAULT_SEED) == DEFAULT_SEED else f" --seed {s['seed']}"
+    pooled = "pooled_from" in s
+    command = (f"The runs of {', '.join(s['pooled_from'])} pooled (`--pool`)" if pooled else
+               f"`python bench/bench_train.py --repeats {s['repeats']} --epochs {s['epochs']}{subset}{seed}`")
+    runs = "each cell's runs (as counted in its row)" if pooled else f"{s['repeats']} runs"
     lines = [
         "# Training speed: the seed notebooks' way and our train stage",
         "",
-        f"`python bench/bench_train.py --repeats {s['repeats']} --epochs {s['epochs']}{subset}`: "
+        f"{command}: "
         f"{s['train_images']:,} training images, {s['val_images']:,} validation images "
         f"(checked every epoch) and {s['test_images']:,} held-out images of {s['data']}.",
         "",
@@ -316,18 +329,21 @@ def markdown(report: dict) -> str:
         "",
         f"Images/s: training images per epoch over the median timed epoch (epochs 2 to "
         f"{s['epochs']}, each with its validation pass; epoch 1 also compiles the graph, so it "
-        f"is left out every way), median of {s['repeats']} runs per way; x seed divides "
+        f"is left out every way), median of {runs} per way; x seed divides "
         f"those medians, paired is the median of the per-repeat ratios (the ways of a repeat "
         f"run back to back). Accuracy: on the held-out images after {s['epochs']} epochs, mean "
         f"of the runs (each run its own seed, the same for every way); the difference to the "
-        f"seed way in points, ± one standard error. Target: x seed at least as shown, accuracy "
+        f"seed way in points, ± one standard error of the two means, and in brackets ± the "
+        f"standard error of the per-repeat differences (the ways of a repeat share its seed, "
+        f"and their results are correlated). Target: x seed at least as shown, accuracy "
         f"within {ACCURACY_TOLERANCE} points.",
         "",
         "| cell | way | images/s | x seed | paired | target | accuracy | difference (points) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in report["cells"].items():
-        label = f"{name} (batch {c['batch_size']}, {c['optimizer']} {c['learning_rate']:g})"
+        counted = f", {len(c['seed']['test_accuracy_runs'])} runs" if pooled else ""
+        label = f"{name} (batch {c['batch_size']}, {c['optimizer']} {c['learning_rate']:g}{counted})"
         seed = c["seed"]
         lines.append(f"| {label} | seed | {seed['images_per_second']:,.0f} | | | "
                      f"| {seed['test_accuracy']:.4f} | |")
@@ -336,7 +352,8 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| | {method} | {o['images_per_second']:,.0f} | {o['ratio']:.2f}x "
                 f"| {o['ratio_paired']:.2f}x | {c['target_ratio']:g}x | {o['test_accuracy']:.4f} "
-                f"| {o['accuracy_points']:+.2f} ± {o['accuracy_points_se']:.2f} |"
+                f"| {o['accuracy_points']:+.2f} ± {o['accuracy_points_se']:.2f} "
+                f"(± {o['accuracy_points_paired_se']:.2f}) |"
             )
     loads = [a for c in report["cells"].values() for w in METHODS for a in c[w]["load_average_runs"]]
     lines += [
@@ -358,7 +375,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-images", type=int, default=2_000)
     parser.add_argument("--test-images", type=int, default=10_000)
     parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the first repeat")
+    parser.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
+                        help="instead of measuring, pool the runs of these train.json files "
+                             "(same setup and cells, different seeds) into one report")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "CELL", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -366,6 +386,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         method, cell, data_file = args.worker
         print(json.dumps(worker(method, cell, Path(data_file), args.epochs, args.seed)))
+        return
+    if args.pool:
+        try:
+            report = pool(args.pool)
+        except ValueError as error:
+            parser.error(str(error))
+        write_report(report, args.out)
         return
     if args.epochs < 2:
         parser.error("--epochs must be >= 2: the first epoch is not timed")
@@ -407,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
             "test_images": len(data["y_test"]),
             "epochs": args.epochs,
             "repeats": args.repeats,
+            "seed": args.seed,
             "timed": "wall time of epochs 2..N, each with its validation pass; epoch 1 "
                      "(graph tracing and compilation) left out both ways",
         },
@@ -414,10 +442,58 @@ def main(argv: list[str] | None = None) -> None:
         "cells": summarize(runs, n_train),
     }
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "train.md").write_text(markdown(report))
+    write_report(report, args.out)
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "train.md").write_text(markdown(report))
     print(markdown(report))
+
+
+POOLED_SETUP = ("data", "train_images", "val_images", "test_images", "epochs", "timed")
+
+
+def pool(files: list[Path]) -> dict:
+    """One report from the runs of several reports of the same setup: each cell gets the runs
+    of every report that has it, whose seeds must not overlap (a report without a recorded
+    seed ran from the default one)."""
+    reports = [json.loads(Path(f).read_text()) for f in files]
+    first = reports[0]
+    runs: dict = {}
+    seeds: dict[str, set[int]] = {}
+    for f, r in zip(files, reports):
+        for key in POOLED_SETUP:
+            if r["setup"][key] != first["setup"][key]:
+                raise ValueError(f"{f}: setup {key} is {r['setup'][key]!r}, {files[0]} has {first['setup'][key]!r}")
+        if r["machine"]["cpu"] != first["machine"]["cpu"]:
+            raise ValueError(f"{f}: measured on {r['machine']['cpu']!r}, {files[0]} on {first['machine']['cpu']!r}")
+        for cell, row in r["cells"].items():
+            if "seeds" in r["setup"]:  # itself pooled
+                these = set(r["setup"]["seeds"][cell])
+            else:
+                start = r["setup"].get("seed", DEFAULT_SEED)
+                these = set(range(start, start + r["setup"]["repeats"]))
+            if seeds.get(cell, set()) & these:
+                raise ValueError(f"{f}: {cell} seeds {min(these)}-{max(these)} overlap those of an earlier file")
+            seeds.setdefault(cell, set()).update(these)
+            by_method = runs.setdefault(cell, {method: [] for method in METHODS})
+            for method in METHODS:
+                m = row[method]
+                by_method[method] += [
+                    {"rate": rate, "epoch_seconds": e, "fit_seconds": fit, "test_accuracy": t, "val_accuracy": v,
+                     "load_average": a}
+                    for rate, e, fit, t, v, a in zip(m["images_per_second_runs"], m["epoch_seconds_runs"],
+                                                     m["fit_seconds_runs"], m["test_accuracy_runs"],
+                                                     m["val_accuracy_runs"], m["load_average_runs"])
+                ]
+    setup = {key: first["setup"][key] for key in POOLED_SETUP}
+    setup.update(seeds={cell: sorted(s) for cell, s in seeds.items()}, pooled_from=[str(f) for f in files])
+    report = {"setup": setup, "machine": first["machine"],
+              "cells": summarize(runs, first["setup"]["train_images"])}
+    report["bench_seconds"] = round(sum(r["bench_seconds"] for r in reports), 1)
+    return report
 
 
 if __name__ == "__main__":
