@@ -335,7 +335,7 @@ def markdown(report: dict) -> str:
         f"of the runs (each run its own seed, the same for every way); the difference to the "
         f"seed way in points, ± one standard error of the two means, and in brackets ± the "
         f"standard error of the per-repeat differences (the ways of a repeat share its seed, "
-        f"and their results are correlated). Target: x seed at least as shown, accuracy "
+        f"and their results can be correlated). Target: x seed at least as shown, accuracy "
         f"within {ACCURACY_TOLERANCE} points.",
         "",
         "| cell | way | images/s | x seed | paired | target | accuracy | difference (points) |",
