@@ -1,4 +1,4 @@
-"""The train stage's forward pass: every dropout mask of a step from one draw, each layer one
+"""The train stage's forward pass: each layer's dropout mask from its own draw, each layer one
 multiplication; reproducible, dropping what Keras' layers drop, learning what they learn."""
 
 from __future__ import annotations

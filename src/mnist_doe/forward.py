@@ -6,12 +6,14 @@ make, two layers cost more there than their arithmetic:
 - `Dropout`: Keras draws each layer's mask with its own call of TensorFlow's Philox generator
   (about 3 ns per unit on one core, a sixth of a dense cell's step) and applies it as
   `where(mask, x * scale, 0)`, whose gradient is another select and a multiplication, all on
-  the chain from one layer to the next. Here the masks of every dropout layer of the model
-  come from one draw per call, off that chain: 32 random bits give two units 16 bits each,
-  a unit is dropped when its 16 bits are below `rate * 2**16` (the rate to within 1/65,536),
-  and the kept ones are scaled by 1 / (1 - rate), as Keras does. The draw is stateless,
-  seeded from the first dropout layer's seed generator, which moves on every call: the same
-  seed gives the same masks, run after run. Each layer then is one multiplication.
+  the chain from one layer to the next. Here each layer's mask is drawn off that chain,
+  16 random bits per unit (32 give two units): a unit is dropped when its 16 bits are below
+  `rate * 2**16` (the rate to within 1/65,536), and the kept ones are scaled by
+  1 / (1 - rate), as Keras does. The draws are stateless: one seed per call from the first
+  dropout layer's seed generator, which moves on every call, with the layer's index folded
+  in (`tf.random.fold_in`) for each layer's own stream, so the same seed gives the same
+  masks, run after run, and the first layer's mask is ready without waiting for the others'.
+  Each layer then is one multiplication.
 - runs of `LSTM` layers: their backward pass is written out (`recurrent.lstm_stack`).
 
 Every other layer is called as it is. The variables are the model's own, so the optimizer,
@@ -24,7 +26,6 @@ import math
 from typing import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from .recurrent import lstm_stack, supported
@@ -63,21 +64,25 @@ def dropout_masks(dropouts: list) -> Callable:
     """A function of the batch size giving one mask per layer of `dropouts`, shaped as its input."""
     shapes = [tuple(layer.output.shape[1:]) for layer in dropouts]
     widths = [math.prod(shape) for shape in shapes]
-    total = sum(widths)
-    words = (total + 1) // 2  # 32 random bits per two units
-    rates = np.repeat([d.rate for d in dropouts], widths)
-    # a unit is dropped when its 16 bits, read as a number below 2**16, are below its limit
-    limits = np.minimum(np.round(rates * 2**BITS), 2**BITS - 1).astype(np.uint16)
-    scales = 1 / (1 - rates)
+    # a unit is dropped when its 16 bits, read as a number below 2**16, are below the limit
+    limits = [min(round(d.rate * 2**BITS), 2**BITS - 1) for d in dropouts]
+    scales = [1 / (1 - d.rate) for d in dropouts]
     generator = dropouts[0].seed_generator
 
     def masks(n, dtype) -> list:
         # Keras' own conversion of a seed generator's state to a stateless seed
         seed = tf.cast(tf.math.floormod(generator.next(), 2**31 - 2), tf.int32)
-        bits = tf.random.stateless_uniform([n, words], seed, minval=None, maxval=None, dtype=tf.uint32)
-        units = tf.reshape(tf.bitcast(bits, tf.uint16), [n, 2 * words])[:, :total]
-        mask = tf.where(units >= tf.constant(limits), tf.constant(scales, dtype), tf.constant(0, dtype))
-        return [tf.reshape(part, [n, *shape]) for part, shape in zip(tf.split(mask, widths, axis=1), shapes)]
+        out = []
+        for layer, (shape, width, limit, scale) in enumerate(zip(shapes, widths, limits, scales)):
+            words = (width + 1) // 2  # 32 random bits per two units
+            bits = tf.random.stateless_uniform([n, words], tf.random.fold_in(seed, layer),
+                                               minval=None, maxval=None, dtype=tf.uint32)
+            units = tf.reshape(tf.bitcast(bits, tf.uint16), [n, 2 * words])
+            if width % 2:
+                units = units[:, :width]
+            mask = tf.where(units >= tf.constant(limit, tf.uint16), tf.constant(scale, dtype), tf.constant(0, dtype))
+            out.append(tf.reshape(mask, [n, *shape]))
+        return out
 
     return masks
 
