@@ -132,14 +132,18 @@ def seed_model(spec: dict):
     return model
 
 
+def seed_arrays(spec: dict, data: dict, name: str) -> np.ndarray:
+    """`data[name]` as the notebooks feed it: float64 / 255, shaped for the cell's family."""
+    shape = {"dense": (-1, 28, 28), "cnn": (-1, 28, 28, 1), "lstm": (-1, 28, 28)}[spec["family"]]
+    return data[name].astype(float).reshape(shape) / 255
+
+
 def fit_seed(spec: dict, data: dict, epochs: int, seed: int) -> dict:
     """Train the notebooks' way: float64 arrays / 255 into `model.fit`."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    shape = {"dense": (-1, 28, 28), "cnn": (-1, 28, 28, 1), "lstm": (-1, 28, 28)}[spec["family"]]
-    x = data["x_fit"].astype(float).reshape(shape) / 255
-    x_val = data["x_val"].astype(float).reshape(shape) / 255
+    x, x_val = seed_arrays(spec, data, "x_fit"), seed_arrays(spec, data, "x_val")
     ends: list[float] = []
 
     class EpochClock(keras.callbacks.Callback):
@@ -151,8 +155,7 @@ def fit_seed(spec: dict, data: dict, epochs: int, seed: int) -> dict:
         x, data["y_fit"], batch_size=spec["batch_size"], epochs=epochs,
         validation_data=(x_val, data["y_val"]), callbacks=[EpochClock()], verbose=0,
     )
-    x_test = data["x_test"].astype(float).reshape(shape) / 255
-    proba = model.predict(x_test, verbose=0)
+    proba = model.predict(seed_arrays(spec, data, "x_test"), verbose=0)
     return {
         "ends": ends,
         "val_accuracy": float(history.history["val_accuracy"][-1]),

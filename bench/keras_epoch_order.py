@@ -69,16 +69,14 @@ def fit_reshuffled(spec: dict, data: dict, epochs: int, seed: int) -> float:
     import keras
 
     keras.utils.set_random_seed(seed)
-    shape = {"dense": (-1, 28, 28), "cnn": (-1, 28, 28, 1), "lstm": (-1, 28, 28)}[spec["family"]]
-    x = data["x_fit"].astype(float).reshape(shape) / 255
-    x_val = data["x_val"].astype(float).reshape(shape) / 255
+    x, x_val = bench_train.seed_arrays(spec, data, "x_fit"), bench_train.seed_arrays(spec, data, "x_val")
     model = bench_train.seed_model(spec)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         rows = rng.permutation(len(x))
         model.fit(x[rows], data["y_fit"][rows], batch_size=spec["batch_size"], epochs=1, shuffle=False,
                   validation_data=(x_val, data["y_val"]), verbose=0)
-    proba = model.predict(data["x_test"].astype(float).reshape(shape) / 255, verbose=0)
+    proba = model.predict(bench_train.seed_arrays(spec, data, "x_test"), verbose=0)
     return float((proba.argmax(1) == data["y_test"]).mean())
 
 
