@@ -86,6 +86,24 @@ def test_masks_drop_each_layers_rate_independently():
     assert make(5, tf.bfloat16)[0].dtype == tf.bfloat16
 
 
+def test_masks_of_odd_and_equal_widths():
+    """A layer of an odd number of units gets a mask of its own shape; two layers of the same
+    width get masks of their own, not one mask twice."""
+    import keras
+    import tensorflow as tf
+
+    from mnist_doe.forward import dropout_masks
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dropout(0.3), keras.layers.Dense(7),
+                              keras.layers.Dropout(0.3)])
+    odd, same = (m.numpy() for m in dropout_masks([model.layers[0], model.layers[2]])(4000, tf.float32))
+    assert odd.shape == same.shape == (4000, 7)
+    assert set(np.unique(odd)) == {0.0, np.float32(1 / 0.7)}
+    assert abs((odd == 0).mean() - 0.3) < 0.015  # 28,000 units: one standard error about 0.003
+    assert abs(np.corrcoef((odd == 0).ravel(), (same == 0).ravel())[0, 1]) < 0.03
+
+
 def test_the_forward_pass_applies_the_masks():
     """The model's own output through a stack of dropouts on ones is the product of their
     masks: 1 / (1 - rate) to the power of how many kept a unit, or 0."""
