@@ -25,7 +25,8 @@ and array preparation included, is kept in the JSON too. Accuracy is measured af
 epoch, untimed, on held-out images neither way trained or validated on. Every measurement runs
 in a fresh Python process, and the repeats alternate which way goes first. Repeat r trains
 every way with seed `--seed` + r, so runs from different first seeds are independent samples:
-`--pool` joins the runs of such reports (same setup and cells) into one.
+`--pool` joins the runs of such reports (same setup; each cell gets the runs of every
+report that has it) into one.
 
 Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` when installed (training images
 drawn from its training file, held-out images from its test file), else the 5,000 embedded
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the first repeat")
     parser.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
                         help="instead of measuring, pool the runs of these train.json files "
-                             "(same setup and cells, different seeds) into one report")
+                             "(same setup, seeds not overlapping) into one report")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "CELL", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
