@@ -12,7 +12,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from project import dvc, make_project, tiny_overrides  # noqa: E402
 
-from mnist_doe.tiny import write_pair  # noqa: E402
+from mnist_doe.readers.tiny import write_pair  # noqa: E402
 
 
 def main() -> int:

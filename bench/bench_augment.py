@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_doe.idx import read_images
+from mnist_doe.readers.idx import read_images
 
 FASHION_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 METHODS = ("seed", "ours")
@@ -93,7 +93,7 @@ def run_seed_way(images: np.ndarray, labels: np.ndarray) -> dict:
 
 def run_ours(images: np.ndarray, labels: np.ndarray) -> dict:
     """augment_training_set on uint8 rows, with the default augment params."""
-    from mnist_doe import params
+    from mnist_doe.common import params
     from mnist_doe.augment import augment_training_set
 
     pixels = images.reshape(len(images), -1)

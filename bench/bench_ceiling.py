@@ -74,7 +74,7 @@ def gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, tries: in
 
 def training_multiply_adds(family: str, layers: int, nodes: int) -> int:
     """Multiply-adds of one training image through the train stage's model of the cell."""
-    from mnist_doe.models import BUILDERS, Regularisation
+    from mnist_doe.engine.models import BUILDERS, Regularisation
 
     model = BUILDERS[family](784, 10, layers, nodes, Regularisation())
     total, first = 0, True
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         worker(args.worker)
         return
 
-    from mnist_doe.hardware import cpu_cores
+    from mnist_doe.engine.hardware import cpu_cores
 
     cores = cpu_cores()
     command = [sys.executable, __file__, "--worker", "1"]

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from project import dvc, make_project  # noqa: E402
 
-from mnist_doe import idx  # noqa: E402
+from mnist_doe.readers import idx  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

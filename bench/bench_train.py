@@ -67,7 +67,7 @@ DEFAULT_SEED = 42  # repeat r of a run trains with seed + r, every way
 
 def load_images(n_train: int, n_val: int, n_test: int) -> tuple[dict[str, np.ndarray], str]:
     """Fixed, seeded draws of training, validation and held-out images (uint8 rows), and their source."""
-    from mnist_doe.idx import read_images, read_labels
+    from mnist_doe.readers.idx import read_images, read_labels
 
     rng = np.random.default_rng(0)
     if (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
@@ -184,7 +184,8 @@ class EpochLog:
 
 def fit_ours(spec: dict, data: dict, epochs: int, seed: int, mixed_precision: bool = False) -> dict:
     """Train with the train stage's `fit_keras` on the uint8 arrays."""
-    from mnist_doe import params, train
+    from mnist_doe import train
+    from mnist_doe.common import params
 
     knobs = {k: spec[k] for k in ("optimizer", "learning_rate", "dropout", "batch_size")}
     cell = params.Cell(
@@ -237,7 +238,7 @@ def machine() -> dict:
     import keras
     import tensorflow as tf
 
-    from mnist_doe.hardware import cpu_has_bfloat16
+    from mnist_doe.engine.hardware import cpu_has_bfloat16
 
     cpu, flags = platform.processor() or platform.machine(), set()
     cpuinfo = Path("/proc/cpuinfo")

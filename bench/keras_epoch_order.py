@@ -7,7 +7,7 @@ The notebooks set a global seed (`tf.random.set_seed`; the training bench calls
 TensorFlow backend, NumPy arrays are batched by a `tf.data` pipeline whose one random
 permutation is re-created with the same seed when each epoch starts its iterator, so every
 epoch replays the first epoch's row order. The train stage draws a new order every epoch
-(`mnist_doe.loop.epoch_order`). This script measures both halves of that:
+(`mnist_doe.engine.loop.epoch_order`). This script measures both halves of that:
 
 1. order: a one-weight model trained for 3 epochs by `model.fit(shuffle=True)` after
    `keras.utils.set_random_seed`, recording the rows each step receives;

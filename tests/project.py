@@ -79,7 +79,7 @@ def _merge(base: dict, extra: dict) -> None:
 
 
 def tiny_overrides(style: str = "fashion", epochs: int = 1, cells: dict | None = None) -> dict:
-    """Params for a tiny run on data/external/{train,test}.csv written by mnist_doe.tiny."""
+    """Params for a tiny run on data/external/{train,test}.csv written by mnist_doe.readers.tiny."""
     data = {"train_csv": "data/external/train.csv", "test_csv": "data/external/test.csv"}
     if style == "digit":
         data["test_labels_csv"] = "data/external/test_labels.csv"

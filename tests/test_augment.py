@@ -11,7 +11,8 @@ import pytest
 import yaml
 from scipy import ndimage
 
-from mnist_doe import augment, files, params, paths
+from mnist_doe import augment
+from mnist_doe.common import files, params, paths
 
 from project import ROOT
 

@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mnist_doe import csvfile
-from mnist_doe.errors import DataError
+from mnist_doe.readers import csvfile
+from mnist_doe.common.errors import DataError
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 LABELS = st.one_of(

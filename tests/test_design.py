@@ -7,7 +7,8 @@ import shutil
 import pytest
 import yaml
 
-from mnist_doe import design, params
+from mnist_doe import design
+from mnist_doe.common import params
 
 from project import ROOT
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_doe.loop import Trainer, epoch_order
+from mnist_doe.engine.loop import Trainer, epoch_order
 
 from test_train import digits
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def build(family: str, dropout: float, seed: int = 11, nodes: int = 8):
     import keras
 
-    from mnist_doe.models import BUILDERS, Regularisation
+    from mnist_doe.engine.models import BUILDERS, Regularisation
 
     keras.utils.set_random_seed(seed)
     model = BUILDERS[family](784, 10, 2, nodes, Regularisation(dropout=dropout, l2=1e-4))
@@ -28,7 +28,7 @@ def train(model, x, y, epochs: int, fast: bool = True):
     """Losses of `epochs` epochs of the Trainer, through `training_forward` or Keras' layers."""
     import tensorflow as tf
 
-    from mnist_doe.forward import training_forward
+    from mnist_doe.engine.forward import training_forward
 
     tf.config.experimental.enable_op_determinism()
     t = Trainer(model, 32, tf.distribute.get_strategy(), forward=training_forward(model) if fast else None)
@@ -39,7 +39,7 @@ def train(model, x, y, epochs: int, fast: bool = True):
 def test_what_is_replaced():
     import keras
 
-    from mnist_doe.forward import training_forward
+    from mnist_doe.engine.forward import training_forward
 
     assert training_forward(build("dense", 0.0)) is None  # Dropout(0) layers: nothing to do
     assert training_forward(build("dense", 0.2)) is not None
@@ -61,7 +61,7 @@ def test_masks_drop_each_layers_rate_independently():
     import keras
     import tensorflow as tf
 
-    from mnist_doe.forward import dropout_masks
+    from mnist_doe.engine.forward import dropout_masks
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((10, 10, 30)), keras.layers.Dropout(0.1),
@@ -92,7 +92,7 @@ def test_masks_of_odd_and_equal_widths():
     import keras
     import tensorflow as tf
 
-    from mnist_doe.forward import dropout_masks
+    from mnist_doe.engine.forward import dropout_masks
 
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((7,)), keras.layers.Dropout(0.3), keras.layers.Dense(7),
@@ -110,7 +110,7 @@ def test_the_forward_pass_applies_the_masks():
     import keras
     import tensorflow as tf
 
-    from mnist_doe.forward import training_forward
+    from mnist_doe.engine.forward import training_forward
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4000,)), keras.layers.Dropout(0.25), keras.layers.Dropout(0.2)])

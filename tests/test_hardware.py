@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_doe.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, native_lines_to_show, precision_policy
+from mnist_doe.engine.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, native_lines_to_show, precision_policy
 
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 NO_DRIVER = ("I0000 00:00:1795535902.406917    7563 cudart_stub.cc:31] Could not find cuda drivers "
@@ -76,7 +76,7 @@ def test_a_cuinit_failure_with_drivers_present_is_shown():
 
 def test_importing_tensorflow_through_hardware_keeps_stderr_clean():
     code = (
-        "import sys; from mnist_doe import hardware; tf = hardware.import_tensorflow(); "
+        "import sys; from mnist_doe.engine import hardware; tf = hardware.import_tensorflow(); "
         "print(tf.reduce_sum(tf.ones(3)).numpy()); print('after import', file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

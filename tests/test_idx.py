@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_doe import idx
-from mnist_doe.errors import DataError
+from mnist_doe.readers import idx
+from mnist_doe.common.errors import DataError
 
 
 def write_idx(folder, part: str, images: np.ndarray, labels: np.ndarray) -> None:

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from conftest import kaggle_csv, tiny_images, write_params
 
-from mnist_doe import errors, files, ingest, paths
-from mnist_doe.errors import DataError
+from mnist_doe import ingest
+from mnist_doe.common import errors, files, paths
+from mnist_doe.common.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from mnist_doe.loop import Stopping, Trainer, epoch_order
+from mnist_doe.engine.loop import Stopping, Trainer, epoch_order
 
 from project import ROOT, env
 from test_train import cell, digits, stage_dir  # noqa: F401  (fixture)
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 def dense_model(optimizer: str = "adam", dropout: float = 0.0, seed: int = 3, l2: float = 0.0):
     import keras
 
-    from mnist_doe.models import Regularisation, build_dense
-    from mnist_doe.models import optimizer as make_optimizer
+    from mnist_doe.engine.models import Regularisation, build_dense
+    from mnist_doe.engine.models import optimizer as make_optimizer
 
     keras.utils.set_random_seed(seed)
     model = build_dense(784, 10, 2, 16, Regularisation(dropout=dropout, l2=l2))
@@ -141,7 +141,7 @@ def test_two_replicas_learn_what_one_device_learns(tmp_path):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         sys.path.insert(0, "tests")
         from test_loop import dense_model, digits
-        from mnist_doe.loop import Trainer
+        from mnist_doe.engine.loop import Trainer
         from pathlib import Path
         x, y = digits()
         out = {}
@@ -176,7 +176,7 @@ def test_fused_updates_compute_what_keras_computes(name):
     same weights and optimizer slots after several steps of the same gradients."""
     import keras
 
-    from mnist_doe.loop import use_fused_updates
+    from mnist_doe.engine.loop import use_fused_updates
 
     models = [dense_model(name), dense_model(name)]
     assert use_fused_updates(models[1].optimizer)
@@ -199,7 +199,7 @@ def test_cross_entropy_is_keras_loss_in_one_op():
     import keras
     import tensorflow as tf
 
-    from mnist_doe.loop import cross_entropy
+    from mnist_doe.engine.loop import cross_entropy
 
     tf.config.experimental.enable_op_determinism()
     x, y = digits()
@@ -233,7 +233,7 @@ def test_cross_entropy_is_keras_loss_in_one_op():
 def test_fused_updates_leave_other_optimizers_to_keras():
     import keras
 
-    from mnist_doe.loop import use_fused_updates
+    from mnist_doe.engine.loop import use_fused_updates
 
     for optimizer in (keras.optimizers.SGD(0.1, momentum=0.9), keras.optimizers.Adam(amsgrad=True),
                       keras.optimizers.RMSprop(), keras.optimizers.Nadam()):
@@ -248,7 +248,7 @@ def test_mixed_precision_on_a_cpu(stage_dir):  # noqa: F811
     import keras
 
     from mnist_doe import train
-    from mnist_doe.hardware import cpu_has_bfloat16
+    from mnist_doe.engine.hardware import cpu_has_bfloat16
 
     data = train.run_inputs(train.load_inputs(), 0)
     probabilities = {}
@@ -297,7 +297,7 @@ def test_a_batch_in_two_parts_learns_what_the_whole_batch_learns(tmp_path):
 def test_a_cnn_cell_runs_two_op_streams_and_is_reproducible(stage_dir):  # noqa: F811
     """In a fresh process on a CPU of two or more cores, a CNN trains with two op streams of
     half the cores each, every batch in two parts; two such processes predict identically."""
-    from mnist_doe.hardware import cpu_cores
+    from mnist_doe.engine.hardware import cpu_cores
 
     if cpu_cores() < 2:
         pytest.skip("needs two CPU cores")

@@ -3,8 +3,8 @@ import copy
 import pytest
 from conftest import DEFAULT_PARAMS
 
-from mnist_doe import params
-from mnist_doe.params import ParamsError
+from mnist_doe.common import params
+from mnist_doe.common.params import ParamsError
 
 
 def parse_with(change):

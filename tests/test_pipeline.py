@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mnist_doe.tiny import write_pair
+from mnist_doe.readers.tiny import write_pair
 
 from project import TINY_CELLS, dvc, make_project, run, tiny_overrides
 

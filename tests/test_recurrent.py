@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_doe.loop import Trainer
+from mnist_doe.engine.loop import Trainer
 
 from test_train import digits
 
@@ -29,7 +29,7 @@ def keras_stack(units: list[int], last_sequences: bool, seed: int = 7):
 def test_output_and_gradients_equal_keras(units, last_sequences, input_gradient):
     import tensorflow as tf
 
-    from mnist_doe.recurrent import lstm_stack
+    from mnist_doe.engine.recurrent import lstm_stack
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((6, 5, 3)).astype(np.float32))
@@ -74,8 +74,8 @@ def test_an_epoch_through_the_written_out_lstm_learns_what_keras_learns():
     import keras
     import tensorflow as tf
 
-    from mnist_doe.models import BUILDERS, Regularisation
-    from mnist_doe.forward import training_forward
+    from mnist_doe.engine.models import BUILDERS, Regularisation
+    from mnist_doe.engine.forward import training_forward
 
     tf.config.experimental.enable_op_determinism()
     x, y = digits()
@@ -86,7 +86,7 @@ def test_an_epoch_through_the_written_out_lstm_learns_what_keras_learns():
         model = BUILDERS["lstm"](784, 10, 2, 16, Regularisation(l2=1e-4))
         model.compile(optimizer=keras.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
         t = Trainer(model, 32, tf.distribute.get_strategy(), forward=training_forward(model) if fast else None)
-        from mnist_doe.loop import epoch_order
+        from mnist_doe.engine.loop import epoch_order
 
         loss, accuracy = t._train_epoch(x, y)(tf.constant(epoch_order(len(x), 1, 0)))
         return model, float(loss), float(accuracy)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from conftest import DEFAULT_PARAMS, write_params
 
-from mnist_doe import files, params, report
-from mnist_doe.errors import DataError
-from mnist_doe.params import ParamsError
+from mnist_doe import report
+from mnist_doe.common import files, params
+from mnist_doe.common.errors import DataError
+from mnist_doe.common.params import ParamsError
 
 CLASSES = ["A", "B", "K"]
 Y_TEST = np.repeat([0, 1, 2], 10)  # ten images of each letter

@@ -13,7 +13,8 @@ import time
 import pytest
 import yaml
 
-from mnist_doe import paths, train
+from mnist_doe import train
+from mnist_doe.common import paths
 
 from project import env
 from test_train import digits, stage_dir  # noqa: F401  (fixture)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_doe import params, split
-from mnist_doe.errors import DataError
+from mnist_doe import split
+from mnist_doe.common import params
+from mnist_doe.common.errors import DataError
 
 from project import ROOT
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mnist_doe import stats
+from mnist_doe.common import stats
 
 
 def test_mcnemar_counts_and_exact_p_value():

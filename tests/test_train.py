@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mnist_doe import files, params, paths, train
-from mnist_doe.tiny import embedded_digits
+from mnist_doe import train
+from mnist_doe.common import files, params, paths
+from mnist_doe.readers.tiny import embedded_digits
 
 from project import ROOT
 
@@ -161,7 +162,7 @@ def test_step_schedule_halves_the_learning_rate(stage_dir):
     [("none", [0.1, 0.1, 0.1, 0.1]), ("step", [0.1, 0.1, 0.05, 0.05]), ("exponential", [0.1, 0.1 * 0.5**0.5, 0.05, 0.1 * 0.5**1.5])],
 )
 def test_learning_rate_schedules(schedule, expected):
-    from mnist_doe.models import learning_rate_at
+    from mnist_doe.engine.models import learning_rate_at
 
     got = [learning_rate_at(e, 0.1, schedule, 0.5, 2) for e in range(4)]
     assert got == pytest.approx(expected)

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 from conftest import kaggle_csv, tiny_images, write_params
 
-from mnist_doe import errors, files, ingest, paths, validate
-from mnist_doe.errors import DataError
+from mnist_doe import ingest, validate
+from mnist_doe.common import errors, files, paths
+from mnist_doe.common.errors import DataError
 
 
 def run_stages(train_labels, train_cells=None, test_labels=None, test_cells=None, header="digit", **sections):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import errors, files, params, paths
-from .errors import DataError
+from .common import errors, files, params, paths
+from .common.errors import DataError
 
 # Images per vectorised step: keeps the float32 working arrays of one step in CPU cache.
 CHUNK = 256

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from . import files, paths, results  # noqa: E402
-from .errors import run_stage  # noqa: E402
+from .common import files, paths, results  # noqa: E402
+from .common.errors import run_stage  # noqa: E402
 
 BEST_HEATMAP = Path("plots/confusion_best.png")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from . import files, params
-from .errors import run_stage
+from .common import files, params
+from .common.errors import run_stage
 
 SECTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):")
 

@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import accuracy_score  # noqa: E402
 
-from . import files, paths, results  # noqa: E402
-from .errors import run_stage  # noqa: E402
+from .common import files, paths, results  # noqa: E402
+from .common.errors import run_stage  # noqa: E402
 
 LEARNING_CURVES = Path("plots/learning_curves.png")
 TIME_VS_ACCURACY = Path("plots/time_vs_accuracy.png")

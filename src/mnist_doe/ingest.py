@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import csvfile, errors, files, params, paths
-from .errors import DataError
+from .readers import csvfile
+from .common import errors, files, params, paths
+from .common.errors import DataError
 
 SOURCE = paths.RAW_TRAIN.parent / "source.json"
 EMBEDDED_TEST_ROWS = 1000

@@ -11,8 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from . import confusion, evaluate, files, params, paths, results, stats  # noqa: E402
-from .errors import DataError, run_stage  # noqa: E402
+from . import confusion, evaluate  # noqa: E402
+from .common import files, params, paths, results, stats  # noqa: E402
+from .common.errors import DataError, run_stage  # noqa: E402
 
 STATS_METRICS = Path("metrics/stats.json")
 REPORT = Path("metrics/report.md")

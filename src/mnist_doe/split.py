@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from . import files, params, paths
-from .errors import DataError, run_stage
+from .common import files, params, paths
+from .common.errors import DataError, run_stage
 
 
 def _check_stratifiable(y: np.ndarray, n_parts: int, where: str, knob: str) -> None:

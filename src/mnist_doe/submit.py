@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import files, paths, results
-from .errors import run_stage
+from .common import files, paths, results
+from .common.errors import run_stage
 
 
 def submission(truth: results.Truth, test_proba: np.ndarray) -> pd.DataFrame:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files, params, paths
-from .errors import run_stage
-from .results import validation_rows
+from .common import files, params, paths
+from .common.errors import run_stage
+from .common.results import validation_rows
 
 BACKUP_DIR = Path(".train_backup")
 
@@ -104,14 +104,14 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     `mixed_precision` computes in float16 on a GPU, in bfloat16 on a CPU with bfloat16
     instructions.
     """
-    from . import hardware
+    from .engine import hardware
 
     tf = hardware.import_tensorflow()
     import keras
 
-    from .loop import Trainer
-    from .models import BUILDERS, Regularisation, learning_rate_at, optimizer
-    from .forward import training_forward
+    from .engine.loop import Trainer
+    from .engine.models import BUILDERS, Regularisation, learning_rate_at, optimizer
+    from .engine.forward import training_forward
 
     t = cell.train
     gpus = tf.config.list_physical_devices("GPU")

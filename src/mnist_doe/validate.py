@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import errors, files, params, paths
-from .csvfile import MISSING_LABEL
-from .errors import DataError
+from .common import errors, files, params, paths
+from .readers.csvfile import MISSING_LABEL
+from .common.errors import DataError
 from .ingest import SOURCE
 
 QUARANTINE_COLUMNS = ["file", "line", "label", "reason"]

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files
+from ..common import files
 
 EVAL_BATCH = 1024
 

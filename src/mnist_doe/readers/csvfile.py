@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..common.errors import DataError
 
 PIXEL_MAX = 255
 BOM = b"\xef\xbb\xbf"

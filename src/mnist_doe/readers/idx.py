@@ -1,6 +1,6 @@
 """Read IDX files (`*-idx3-ubyte[.gz]`, `*-idx1-ubyte[.gz]`) and write them as a Kaggle CSV pair.
 
-`python -m mnist_doe.idx /usr/share/datasets/fashion-mnist data/external` writes
+`python -m mnist_doe.readers.idx /usr/share/datasets/fashion-mnist data/external` writes
 `data/external/train.csv` and `test.csv` in Fashion-MNIST's Kaggle layout
 (`label,pixel1..pixel784`, labels in both files) from the four IDX files of a folder.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import files
-from .errors import DataError, run_stage
+from ..common import files
+from ..common.errors import DataError, run_stage
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -74,7 +74,7 @@ def write_csv(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mnist_doe.idx", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mnist_doe.readers.idx", description=__doc__)
     parser.add_argument("idx_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per file")

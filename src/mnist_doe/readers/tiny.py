@@ -1,6 +1,6 @@
 """Write a small Kaggle-style CSV pair cut from the embedded MNIST digits.
 
-For smoke runs and tests: `python -m mnist_doe.tiny DIR --train 400 --test 100 --style fashion`.
+For smoke runs and tests: `python -m mnist_doe.readers.tiny DIR --train 400 --test 100 --style fashion`.
 Styles: `digit` (Digit Recognizer: `label,pixel0..`; test without labels),
 `fashion` (`label,pixel1..` in both files), `sign` (as fashion, labels 0..10 without 9,
 plus one stray row labelled 200, the way Sign-Language-MNIST ships).
@@ -59,7 +59,7 @@ def write_pair(out_dir: str | Path, n_train: int, n_test: int, style: str = "fas
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mnist_doe.tiny", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mnist_doe.readers.tiny", description=__doc__)
     parser.add_argument("out_dir")
     parser.add_argument("--train", type=int, default=400)
     parser.add_argument("--test", type=int, default=100)
