@@ -28,6 +28,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from . import keras_internals
 from .recurrent import lstm_stack, supported
 
 
@@ -67,11 +68,10 @@ def dropout_masks(dropouts: list) -> Callable:
     # a unit is dropped when its 16 bits, read as a number below 2**16, are below the limit
     limits = [min(round(d.rate * 2**BITS), 2**BITS - 1) for d in dropouts]
     scales = [1 / (1 - d.rate) for d in dropouts]
-    generator = dropouts[0].seed_generator
+    first = dropouts[0]
 
     def masks(n, dtype) -> list:
-        # Keras' own conversion of a seed generator's state to a stateless seed
-        seed = tf.cast(tf.math.floormod(generator.next(), 2**31 - 2), tf.int32)
+        seed = keras_internals.dropout_seed(first)
         out = []
         for layer, (shape, width, limit, scale) in enumerate(zip(shapes, widths, limits, scales)):
             words = (width + 1) // 2  # 32 random bits per two units
@@ -109,7 +109,7 @@ def training_forward(model: keras.Model, lstms: bool = True) -> Callable | None:
             layer = layers[i]
             if i in runs:
                 stack = layers[i: runs[i]]
-                weights = [(s.cell.kernel.value, s.cell.recurrent_kernel.value, s.cell.bias.value) for s in stack]
+                weights = [keras_internals.lstm_weights(s) for s in stack]
                 # below it, data: no gradient needed unless a layer with weights came first
                 below_trainable = any(earlier.trainable_weights for earlier in layers[:i])
                 h = lstm_stack(h, weights, stack[-1].return_sequences, input_gradient=below_trainable)

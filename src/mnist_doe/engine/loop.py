@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..common import files
+from . import keras_internals
 
 EVAL_BATCH = 1024
 
@@ -46,7 +47,7 @@ def cross_entropy(labels: tf.Tensor, proba: tf.Tensor, keras_loss: Callable) -> 
     all on the chain between the last layer and the first gradient. TensorFlow's one-kernel op
     is deterministic on a CPU and hands its gradient over with the loss. Outputs without
     logits go to `keras_loss`."""
-    logits = getattr(proba, "_keras_logits", None)
+    logits = keras_internals.softmax_logits(proba)
     if logits is None:
         return keras_loss(labels, proba)
     return tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=labels)[0]
@@ -92,19 +93,19 @@ def use_fused_updates(optimizer: keras.optimizers.Optimizer) -> bool:
         def update_step(gradient, variable, learning_rate):
             dtype = variable.dtype
             tf.raw_ops.ResourceApplyGradientDescent(
-                var=variable.handle, alpha=tf.cast(learning_rate, dtype), delta=tf.cast(gradient, dtype)
+                var=keras_internals.resource_handle(variable), alpha=tf.cast(learning_rate, dtype), delta=tf.cast(gradient, dtype)
             )
 
     elif type(inner) is keras.optimizers.Adam and not inner.amsgrad:
 
         def update_step(gradient, variable, learning_rate):
             dtype = variable.dtype
-            index = inner._get_variable_index(variable)
-            m, v = inner._momentums[index], inner._velocities[index]
+            m, v = keras_internals.adam_slots(inner, variable)
             step = tf.cast(inner.iterations + 1, dtype)
             beta_1, beta_2 = tf.cast(inner.beta_1, dtype), tf.cast(inner.beta_2, dtype)
             tf.raw_ops.ResourceApplyAdam(
-                var=variable.handle, m=m.value.handle, v=v.value.handle,
+                var=keras_internals.resource_handle(variable),
+                m=keras_internals.resource_handle(m), v=keras_internals.resource_handle(v),
                 beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
                 lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
                 epsilon=tf.cast(inner.epsilon, dtype), grad=tf.cast(gradient, dtype),
@@ -112,7 +113,7 @@ def use_fused_updates(optimizer: keras.optimizers.Optimizer) -> bool:
 
     else:
         return False
-    inner.update_step = update_step
+    keras_internals.replace_update_step(inner, update_step)
     return True
 
 
