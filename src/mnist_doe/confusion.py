@@ -46,9 +46,7 @@ def heatmap(frame: pd.DataFrame, classes: list[str], title: str, path: Path) -> 
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    files.save_png(fig, path)
 
 
 def main() -> None:

@@ -96,9 +96,7 @@ def plot_learning_curves(cells: list[str]) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    with files.atomic_path(LEARNING_CURVES) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    files.save_png(fig, LEARNING_CURVES)
 
 
 def plot_time_vs_accuracy(cells: dict[str, dict]) -> None:
@@ -109,9 +107,7 @@ def plot_time_vs_accuracy(cells: dict[str, dict]) -> None:
     ax.set(xlabel="training time (s)", ylabel="validation accuracy", title="time versus accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with files.atomic_path(TIME_VS_ACCURACY) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    files.save_png(fig, TIME_VS_ACCURACY)
 
 
 def main() -> None:

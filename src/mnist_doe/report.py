@@ -77,9 +77,7 @@ def plot_heatmap(doe: dict, family: str) -> Path:
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     path = HEATMAP_DIR / f"{family}.png"
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    files.save_png(fig, path)
     return path
 
 

@@ -32,6 +32,15 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def save_png(fig, path: str | Path, dpi: int = 100, **savefig: Any) -> None:
+    """Write a matplotlib figure to `path` as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", **savefig)
+    plt.close(fig)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
