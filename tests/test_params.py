@@ -1,6 +1,7 @@
 import copy
 
 import pytest
+import yaml
 from conftest import DEFAULT_PARAMS
 
 from mnist_doe.common import params
@@ -112,3 +113,89 @@ def test_load_missing_file(tmp_path):
     with pytest.raises(ParamsError) as err:
         params.load(tmp_path / "params.yaml")
     assert str(err.value) == f"{tmp_path / 'params.yaml'}: not found (run from the project root)"
+
+
+@pytest.mark.parametrize("rate", [float("inf"), float("-inf"), float("nan"), 0.0])
+def test_learning_rate_must_be_finite_and_positive(rate):
+    got = message(lambda raw: raw["train"].update(learning_rate=rate))
+    assert got == f"params.yaml: 'train.learning_rate' must be a finite number > 0, got {rate}"
+
+    def in_a_cell(raw):
+        raw["doe"]["cells"] = {"d": {"family": "dense", "layers": 2, "nodes": 10, "learning_rate": rate}}
+
+    assert message(in_a_cell).startswith("params.yaml: 'doe.cells.d.learning_rate' must be a finite number > 0")
+
+
+def test_weight_penalties_must_be_finite():
+    assert message(lambda raw: raw["train"].update(l2=float("inf"))) == (
+        "params.yaml: 'train.l1' and 'train.l2' must be finite numbers >= 0, got 0.0, inf"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["x;touch /tmp/p", "$(touch p)", "a'b", "a b", "ok\n", "-x", ".x", "", "a/b", "dense\u00e9"]
+)
+def test_cell_names_that_a_shell_or_a_path_would_read_otherwise_are_refused(name):
+    def change(raw):
+        raw["doe"]["cells"] = {name: {"family": "dense", "layers": 2, "nodes": 10}}
+
+    assert message(change) == (
+        f"params.yaml: cell name {name!r} must start with a letter or digit and hold only "
+        "letters, digits, '-', '_' and '.'"
+    )
+
+
+def test_plain_cell_names_pass():
+    names = ["dense-2x100", "cnn_1.x8", "7", "A"]
+    p = parse_with(lambda raw: raw["doe"].update(cells={n: {"family": "dense", "layers": 1, "nodes": 2} for n in names}))
+    assert list(p.cells) == names
+
+
+BOMB_LEVELS = ["&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+    f"&{b} [{', '.join(['*' + a] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")
+]
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    # nine levels of nine aliases: 9**9 (387 million) strings once written out, in data.labels
+    raw = copy.deepcopy(DEFAULT_PARAMS)
+    raw["data"]["labels"] = ["PLACEHOLDER"]
+    text = yaml.safe_dump(raw, sort_keys=False).replace("- PLACEHOLDER", "[" + ", ".join(BOMB_LEVELS) + "]")
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("labels:\n  [", "labels: ["))
+    with pytest.raises(ParamsError) as err:
+        params.load(path)
+    assert str(err.value) == f"{path}: expands to more than 100,000 values (YAML anchors and aliases written out)"
+
+
+def test_a_self_referring_alias_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False).replace("labels: []", "labels: &l [1, *l]"))
+    with pytest.raises(ParamsError) as err:
+        params.load(path)
+    assert str(err.value) == f"{path}: a YAML alias refers to a value that holds it"
+
+
+def test_anchors_and_merge_keys_of_a_normal_size_still_load(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump({k: v for k, v in DEFAULT_PARAMS.items() if k != "doe"}, sort_keys=False)
+    text += "doe:\n  cells:\n    a: &dense {family: dense, layers: 2, nodes: 10}\n    b: {<<: *dense, nodes: 20}\n"
+    path.write_text(text)
+    cells = params.load(path).cells
+    assert (cells["a"].nodes, cells["b"].nodes, cells["b"].layers) == (10, 20, 2)
+
+
+def test_a_params_file_of_megabytes_is_refused_unread(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(DEFAULT_PARAMS, sort_keys=False) + "#" * (5 << 20) + "\n")
+    with pytest.raises(ParamsError) as err:
+        params.load(path)
+    assert str(err.value) == f"{path}: larger than 4 MB; a params file is a few kB of knobs"
+
+
+def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"train:\n  epochs: 1\xff\n")
+    with pytest.raises(ParamsError) as err:
+        params.load(path)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 18)"

@@ -7,6 +7,7 @@ and impossible values with one line naming the key, before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import yaml
 
 PARAMS_FILE = "params.yaml"
+MAX_FILE_BYTES = 4 << 20  # params.yaml is a few kB; a file of megabytes is not a set of knobs
+MAX_VALUES = 100_000  # scalars, lists and mappings after YAML aliases are expanded
 
 FAMILIES = ("dense", "cnn", "lstm", "logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
@@ -22,7 +25,8 @@ RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
 DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
 PROTOCOLS = ("holdout", "kfold", "test-only")
 SCHEDULES = ("none", "step", "exponential")
-CELL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# a cell name becomes part of a shell command (dvc.yaml: train's cmd) and of paths: nothing else
+CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ParamsError(ValueError):
@@ -179,7 +183,10 @@ def _check_train(prefix: str, t: TrainParams) -> None:
         t.optimizer in OPTIMIZERS,
         f"'{prefix}.optimizer' is {t.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
     )
-    _require(t.learning_rate > 0, f"'{prefix}.learning_rate' must be > 0, got {t.learning_rate}")
+    _require(
+        math.isfinite(t.learning_rate) and t.learning_rate > 0,
+        f"'{prefix}.learning_rate' must be a finite number > 0, got {t.learning_rate}",
+    )
     _require(0 <= t.dropout < 1, f"'{prefix}.dropout' must be in [0, 1), got {t.dropout}")
     _require(t.patience >= 0, f"'{prefix}.patience' must be >= 0, got {t.patience}")
     _require(
@@ -188,12 +195,18 @@ def _check_train(prefix: str, t: TrainParams) -> None:
     )
     _require(0 < t.decay_rate <= 1, f"'{prefix}.decay_rate' must be in (0, 1], got {t.decay_rate}")
     _require(t.decay_epochs >= 1, f"'{prefix}.decay_epochs' must be >= 1, got {t.decay_epochs}")
-    _require(t.l1 >= 0 and t.l2 >= 0, f"'{prefix}.l1' and '{prefix}.l2' must be >= 0, got {t.l1}, {t.l2}")
+    _require(
+        all(math.isfinite(v) and v >= 0 for v in (t.l1, t.l2)),
+        f"'{prefix}.l1' and '{prefix}.l2' must be finite numbers >= 0, got {t.l1}, {t.l2}",
+    )
 
 
 def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
     key = f"doe.cells.{name}"
-    _require(bool(CELL_NAME.match(str(name))), f"cell name {name!r} may hold only letters, digits, '-', '_' and '.'")
+    _require(
+        CELL_NAME.fullmatch(str(name)) is not None,
+        f"cell name {str(name)!r} must start with a letter or digit and hold only letters, digits, '-', '_' and '.'",
+    )
     _require(isinstance(raw, dict), f"'{key}' must be a mapping with family, layers, nodes")
     missing = [k for k in ("family", "layers", "nodes") if k not in raw]
     _require(not missing, f"'{key}' is missing '{missing[0] if missing else ''}'")
@@ -300,14 +313,69 @@ def parse(raw: Any) -> Params:
     return result
 
 
+class _Unreadable(Exception):
+    """params.yaml cannot be read as a params file; the message says why."""
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a document whose aliases expand it beyond MAX_VALUES
+    values (a "billion laughs": nine levels of ten aliases are 10**9 values) or refer to
+    themselves, before any value is built from it."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values in `node` with every alias written out; each node is sized once."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise _Unreadable("a YAML alias refers to a value that holds it")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, sizes, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
+    else:
+        size = 1
+    open_.discard(key)
+    if size > MAX_VALUES:
+        raise _Unreadable(f"expands to more than {MAX_VALUES:,} values (YAML anchors and aliases written out)")
+    sizes[key] = size
+    return size
+
+
 def load(path: str | Path = PARAMS_FILE) -> Params:
-    """Read and check params.yaml."""
+    """Read and check params.yaml.
+
+    The file is read with a size limit and a YAML loader that refuses aliases expanding it
+    beyond MAX_VALUES values. DVC parses params.yaml itself, before any stage runs (for the
+    `${doe.cells}` of dvc.yaml and the params it tracks), with its own YAML reader
+    (ruamel.yaml) and no such limits: these checks keep the stages and tools that read
+    params through `load()` safe, not DVC.
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: not found (run from the project root)")
-    with path.open() as handle:
-        try:
-            raw = yaml.safe_load(handle)
-        except yaml.YAMLError as err:
-            raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ParamsError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MB; a params file is a few kB of knobs")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    try:
+        raw = yaml.load(text, Loader=_CountingLoader)  # noqa: S506  (a SafeLoader)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except _Unreadable as err:
+        raise ParamsError(f"{path}: {err}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: nested too deeply to be a params file") from None
     return parse(raw)
