@@ -343,9 +343,18 @@ def train_cell(cell: params.Cell) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mnist_doe.train", description=__doc__)
-    parser.add_argument("cell", help="name of a design cell in params.yaml doe.cells")
+    parser.add_argument("cell", nargs="?", help="name of a design cell in params.yaml doe.cells")
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check params.yaml, every cell name included, and exit; dvc.yaml runs this first, "
+        "with no cell name on its command line, so a shell never reads a name params.yaml refuses",
+    )
     args = parser.parse_args(argv)
     p = params.load()
+    if args.check:
+        return
+    if args.cell is None:
+        parser.error("the cell to train is required")
     if args.cell not in p.cells:
         raise params.ParamsError(
             f"no cell {args.cell!r} in doe.cells (cells: {', '.join(p.cells)})"
