@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "src", "data/external"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore", "src", "data/external"]
 
 TINY_CELLS = {
     "dense-2x32": {"family": "dense", "layers": 2, "nodes": 32, "optimizer": "adam", "learning_rate": 0.003},

@@ -61,10 +61,13 @@ def write_inputs(root, *, runs: bool = True, test_known: bool = True, cells=CELL
         files.write_json(f"data/predictions/{name}.json", {"cell": name, **spec})
         acc = VAL_ACCURACY[name]
         doe["cells"][name] = {
-            **spec, "epochs": 10, "train_seconds": 1.5, "train_accuracy": 0.95, "val_accuracy": acc,
+            **spec, "epochs": 10, "train_accuracy": 0.95, "val_accuracy": acc,
+            "val_accuracy_ci95": [acc - 0.05, min(1.0, acc + 0.05)],
         }
         if test_known:
-            doe["cells"][name]["test_accuracy"] = float(np.mean(test == Y_TEST))
+            test_acc = float(np.mean(test == Y_TEST))
+            doe["cells"][name]["test_accuracy"] = test_acc
+            doe["cells"][name]["test_accuracy_ci95"] = [max(0.0, test_acc - 0.1), min(1.0, test_acc + 0.1)]
         if runs:
             doe["cells"][name]["val_accuracy_std"] = 0.01
             doe["cells"][name]["val_accuracy_runs"] = [acc - 0.01, acc, acc + 0.012]
@@ -92,7 +95,7 @@ def test_report_answers_the_client_in_original_labels(tmp_path, monkeypatch):
 
     text = (tmp_path / "metrics/report.md").read_text()
     assert "Best cell: **dense-3x16**" in text and "judged on the test set (30 images" in text
-    assert "| **dense-3x16** | 3 | 16 | 10 | 1.5 | 0.9500 | 0.9300 ± 0.0100 | 0.8667 |" in text
+    assert "| **dense-3x16** | 3 | 16 | 10 | 0.9500 | 0.9300 ± 0.0100 | 0.8667 | 0.7667-0.9667 |" in text
     assert "![dense: validation accuracy over layers x nodes](../plots/heatmaps/dense.png)" in text
     assert (tmp_path / "plots/heatmaps/dense.png").stat().st_size > 0
     assert "Exact McNemar p-value: 0.0386, significant at 0.05" in text

@@ -119,3 +119,26 @@ def test_anova_shortfall_names_a_missing_design_and_flat_replicates():
     flat = [{**r, "accuracies": [0.9, 0.9]} for r in grid_rows()]
     assert stats.anova_shortfall(flat) == "replicate accuracies never vary, so there is no error term"
     assert stats.two_way_anova(flat) is None
+
+
+def test_wilson_interval_is_statsmodels_wilson():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for hits, n in ((921, 1000), (0, 20), (20, 20), (7, 13)):
+        assert stats.wilson_interval(hits, n) == pytest.approx(proportion_confint(hits, n, method="wilson"), abs=1e-12)
+
+
+def test_mean_interval_is_the_t_interval():
+    from scipy import stats as scipy_stats
+
+    values = [0.91, 0.93, 0.92, 0.95, 0.90]
+    expected = scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert stats.mean_interval(values) == pytest.approx(expected, abs=1e-12)
+    assert all(np.isnan(stats.mean_interval([0.9])))
+
+
+def test_best_cell_ties_go_to_the_name_not_the_clock():
+    from mnist_doe.evaluate import best_cell
+
+    cells = {"b": {"val_accuracy": 0.9}, "a": {"val_accuracy": 0.9}, "c": {"val_accuracy": 0.8}}
+    assert best_cell(cells) == "a"

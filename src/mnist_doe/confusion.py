@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix  # noqa: E402
 
 from .common import files, paths, results  # noqa: E402
 from .common.errors import run_stage  # noqa: E402
@@ -32,19 +32,13 @@ def pairs(truth: results.Truth, proba: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def heatmap(frame: pd.DataFrame, classes: list[str], title: str, path: Path) -> None:
+    """The confusion matrix as scikit-learn draws it, rows actual and columns predicted."""
     matrix = confusion_matrix(frame["actual"], frame["predicted"], labels=classes)
     size = max(6.0, 0.4 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    image = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
+    display = ConfusionMatrixDisplay(matrix, display_labels=classes)
+    display.plot(ax=ax, cmap="Blues", colorbar=True, values_format="d", text_kw={"fontsize": 7})
     ax.set(xlabel="predicted", ylabel="actual", title=title)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        if count:
-            colour = "white" if count > threshold else "black"
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=colour)
-    fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     files.save_png(fig, path)
 

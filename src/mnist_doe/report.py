@@ -20,7 +20,6 @@ REPORT = Path("metrics/report.md")
 HEATMAP_DIR = Path("plots/heatmaps")
 # report.md lives in metrics/, so its links climb one folder
 OTHER_PLOTS = {
-    "time versus accuracy": evaluate.TIME_VS_ACCURACY,
     "learning curves": evaluate.LEARNING_CURVES,
     "confusion matrix of the best cell": confusion.BEST_HEATMAP,
 }
@@ -31,11 +30,9 @@ def _link(path: Path) -> str:
 
 
 def second_best(doe: dict) -> str | None:
-    """The runner-up by validation accuracy (shorter training breaks ties), or None for one cell."""
+    """The runner-up by validation accuracy (as evaluate ranks the best), or None for one cell."""
     others = {name: m for name, m in doe["cells"].items() if name != doe["best_cell"]}
-    if not others:
-        return None
-    return max(others, key=lambda name: (others[name]["val_accuracy"], -others[name]["train_seconds"]))
+    return evaluate.best_cell(others) if others else None
 
 
 def anova_rows(doe: dict) -> list[dict]:
@@ -109,12 +106,12 @@ def _met(ok: bool) -> str:
 
 def family_table(doe: dict, family: str) -> list[str]:
     has_test = doe["test_labels_known"]
-    head = ["cell", "layers", "nodes", "epochs", "time (s)", "train acc", "val acc"]
-    head += ["test acc (Kaggle score)"] if has_test else []
+    head = ["cell", "layers", "nodes", "epochs", "train acc", "val acc"]
+    head += ["test acc (Kaggle score)", "test 95% CI"] if has_test else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ranked = sorted(
         ((name, m) for name, m in doe["cells"].items() if m["family"] == family),
-        key=lambda kv: -kv[1]["val_accuracy"],
+        key=lambda kv: (-kv[1]["val_accuracy"], kv[0]),
     )
     for name, m in ranked:
         val = _acc(m["val_accuracy"])
@@ -123,9 +120,10 @@ def family_table(doe: dict, family: str) -> list[str]:
         row = [
             f"**{name}**" if name == doe["best_cell"] else name,
             str(m["layers"]), str(m["nodes"]), str(m["epochs"]),
-            f"{m['train_seconds']:.1f}", _acc(m["train_accuracy"]), val,
+            _acc(m["train_accuracy"]), val,
         ]
-        row += [_acc(m["test_accuracy"]) if "test_accuracy" in m else "-"] if has_test else []
+        if has_test:
+            row += [_acc(m["test_accuracy"]), "{:.4f}-{:.4f}".format(*m["test_accuracy_ci95"])] if "test_accuracy" in m else ["-", "-"]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 

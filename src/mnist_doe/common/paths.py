@@ -26,7 +26,12 @@ MODELS_DIR = Path("models")
 PREDICTIONS_DIR = Path("data/predictions")
 LIVE_DIR = Path("dvclive")
 
+SUMMARY_METRICS = Path("metrics/summary.json")
 DOE_METRICS = Path("metrics/doe.json")
 DOE_TABLE = Path("metrics/doe.md")
+CURVES_DIR = Path("plots/curves")
 CONFUSION_DIR = Path("plots/confusion")
 SUBMISSIONS_DIR = Path("submissions")
+
+# machine-dependent (timings): written beside the results, tracked by neither git nor DVC
+TIMINGS_DIR = Path("timings")

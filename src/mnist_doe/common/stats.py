@@ -180,3 +180,27 @@ def _number(value: float) -> float | None:
     """A float for JSON, None where statsmodels gives NaN or infinity."""
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def wilson_interval(hits: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of `hits` out of `n` (95% by default)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - alpha / 2))
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(values: Sequence[float], alpha: float = ALPHA) -> tuple[float, float]:
+    """The t interval of the mean of `values` (folds or replicates; 95% by default)."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return (math.nan, math.nan)
+    half = float(t.ppf(1 - alpha / 2, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return (float(values.mean()) - half, float(values.mean()) + half)
