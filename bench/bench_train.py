@@ -194,7 +194,7 @@ def fit_ours(spec: dict, data: dict, epochs: int, seed: int, mixed_precision: bo
     )
     log = EpochLog()
     with tempfile.TemporaryDirectory() as tmp:
-        model, predict, _ = train.fit_keras(cell, data, 10, log, Path(tmp) / "backup")
+        model, predict, *_ = train.fit_keras(cell, data, 10, log, Path(tmp) / "backup")
     return {
         "ends": log.ends,
         "val_accuracy": float(log.metrics["val_accuracy"]),

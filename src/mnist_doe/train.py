@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,34 @@ from .common.errors import run_stage
 from .common.results import validation_rows
 
 BACKUP_DIR = Path(".train_backup")
+ENGINE_DIR = Path(__file__).resolve().parent / "engine"
+
+
+def code_version() -> str:
+    """A hash of the code a backup holds the state of: this file and the engine's sources."""
+    digest = hashlib.sha256()
+    for source in [Path(__file__).resolve(), *sorted(ENGINE_DIR.glob("*.py"))]:
+        digest.update(f"{source.name}\0{source.stat().st_size}\0".encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def arrays_digest(arrays: dict) -> str:
+    """A hash of the contents of `arrays` (a mapping of names to arrays or to such mappings):
+    every array's name, dtype, shape and bytes. About 1 s for a GB on one core."""
+    digest = hashlib.sha256()
+
+    def add(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for name in sorted(value):
+                add(f"{prefix}/{name}", value[name])
+            return
+        array = np.asarray(value)
+        digest.update(json.dumps([prefix, array.dtype.str, list(array.shape)]).encode())
+        digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+    add("", arrays)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,29 +101,57 @@ def run_inputs(inputs: dict, fold: int) -> dict[str, np.ndarray]:
 
 
 class RunLog:
-    """DVCLive for one run: epochs as steps, metric names prefixed by the run's name."""
+    """DVCLive for one run: epochs as steps, metric names prefixed by the run's name.
 
-    def __init__(self, live, run: Run):
+    With a `backup` folder (the run's folder under .train_backup/), a copy of the run's
+    curves is kept in it after every epoch: DVC removes a stage's outputs, these curves
+    among them, before it reruns the stage, and a resumed run restores its earlier epochs
+    from the copy."""
+
+    def __init__(self, live, run: Run, backup: Path | None = None):
         self.live, self.prefix = live, f"{run.name}/" if run.name else ""
         self.curves = Path(live.plots_dir) / "metrics" / (run.name or "")
+        self.copies = backup / "curves" if backup is not None else None
 
     def rewind(self, epochs: int) -> None:
-        """Continue the learning curve after `epochs` finished epochs. A run killed after
-        logging an epoch but before backing it up trains that epoch again; its rows (and any
-        of a run that restarts from scratch) are dropped, so every epoch has one row."""
-        for curve in self.curves.glob("*.tsv"):  # this run's curves only: runs of a cell have subfolders
-            header, *rows = curve.read_text().splitlines()
-            step = header.split("\t").index("step")
-            kept = [row for row in rows if int(row.split("\t")[step]) < epochs]
-            if len(kept) < len(rows):
-                files.write_text(curve, "\n".join([header, *kept]) + "\n")
+        """Continue the learning curve after `epochs` finished epochs: its rows of those
+        epochs, from the backup's copy where there is one. A run killed after logging an
+        epoch but before backing it up trains that epoch again; its rows (and any of a run
+        that restarts from scratch) are dropped, so every epoch has one row."""
+        # this run's curves only: runs of a cell have subfolders
+        sources = {curve.name: curve for curve in self.curves.glob("*.tsv")}
+        if self.copies is not None:
+            sources.update({copy.name: copy for copy in self.copies.glob("*.tsv")})
+        for name, source in sources.items():
+            lines = source.read_text().splitlines()
+            columns = lines[0].split("\t") if lines else []
+            if "step" not in columns:  # not a curve DVCLive wrote whole: nothing of it is kept
+                (self.curves / name).unlink(missing_ok=True)
+                continue
+            step = columns.index("step")
+            kept = [row for row in lines[1:] if len(cells := row.split("\t")) == len(columns)
+                    and cells[step].isdigit() and int(cells[step]) < epochs]
+            if source.parent != self.curves or len(kept) < len(lines) - 1:
+                files.write_text(self.curves / name, "\n".join([lines[0], *kept]) + "\n")
         self.live.step = epochs
+        self._keep()
 
     def log_metric(self, name: str, value: float) -> None:
         self.live.log_metric(self.prefix + name, value)
 
     def next_step(self) -> None:
         self.live.next_step()
+        self._keep()
+
+    def _keep(self) -> None:
+        """Copy the run's curves, as they stand, into the backup folder."""
+        if self.copies is None:
+            return
+        for copy in self.copies.glob("*.tsv"):
+            if not (self.curves / copy.name).exists():
+                copy.unlink()
+        for curve in self.curves.glob("*.tsv"):
+            files.write_text(self.copies / curve.name, curve.read_text())
 
 
 def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path) -> tuple:
@@ -114,17 +172,21 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     from .engine.forward import training_forward
 
     t = cell.train
+    # layer names count up across the models of a process: start from zero, so the saved model
+    # (its names and the weights file keyed by them) is the same in one process as in another
+    keras.backend.clear_session()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
         splits = 1
-        print(f"train: {len(gpus)} GPU(s)", flush=True)
+        print(f"train: {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}", flush=True)
     else:
         plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), t.batch_norm)
         intra, inter = hardware.configure_threads(plan)
         strategy, splits = tf.distribute.get_strategy(), plan.splits
         tf.config.experimental.enable_op_determinism()
-        print(f"train: CPU, {inter} op streams x {intra} threads, every batch in {splits} part(s)", flush=True)
+        halves = f", each batch computed in {splits} parts" if splits > 1 else ""
+        print(f"train: CPU, {inter} op streams of {intra} thread{'s' if intra > 1 else ''}{halves}", flush=True)
     keras.utils.set_random_seed(t.seed)
 
     n_pixels = data["x_fit"].shape[1]
@@ -153,8 +215,10 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
             live.log_metric(name, value)
         live.next_step()
 
+    # the backup serves this run only: these parameters, these arrays, this code
     fingerprint = json.dumps(
-        [cell.family, cell.layers, cell.nodes, dataclasses.asdict(t), list(data["x_fit"].shape), n_classes]
+        [cell.family, cell.layers, cell.nodes, dataclasses.asdict(t), list(data["x_fit"].shape), n_classes,
+         arrays_digest(data), code_version()]
     )
     epochs_run = trainer.fit(
         (data["x_fit"], data["y_fit"]),
@@ -168,11 +232,12 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         log=log,
         rewind=live.rewind,
     )
-    return model, trainer.predict, epochs_run
+    return model, trainer.predict, epochs_run, trainer.epoch_seconds
 
 
 def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
-    """Fit a scikit-learn baseline; returns (fitted estimator, predict function, epochs run)."""
+    """Fit a scikit-learn baseline; returns (fitted estimator, predict function, epochs run,
+    each epoch's seconds: its fit and its scoring)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
@@ -180,11 +245,14 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     x = data["x_fit"].astype(np.float32) / 255
     y = data["y_fit"]
     classes = np.unique(y)
+    epoch_seconds = []
+    began = time.perf_counter()
     if cell.family == "logreg":
         model = LogisticRegression(max_iter=100 * t.epochs, random_state=t.seed)
         model.fit(x, y)
         epochs = 1
         _log_baseline_epoch(live, model, x, y, data)
+        epoch_seconds.append(time.perf_counter() - began)
     else:
         model = MLPClassifier(
             hidden_layer_sizes=(cell.nodes,) * cell.layers,
@@ -195,12 +263,14 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
         for _ in range(t.epochs):
             model.partial_fit(x, y, classes=classes)
             _log_baseline_epoch(live, model, x, y, data)
+            epoch_seconds.append(time.perf_counter() - began)
+            began = time.perf_counter()
         epochs = t.epochs
 
     def predict(pixels: np.ndarray) -> np.ndarray:
         return model.predict_proba(pixels.astype(np.float32) / 255).astype(np.float32)
 
-    return model, predict, epochs
+    return model, predict, epochs, epoch_seconds
 
 
 def _log_baseline_epoch(live, model, x, y, data) -> None:
@@ -224,20 +294,54 @@ def save_model(model, family: str, out_dir: Path) -> None:
     else:
         with files.atomic_path(out_dir / "model.keras", ".keras") as tmp:
             model.save(tmp)
+            reproducible_keras_archive(tmp)
+
+
+def reproducible_keras_archive(path: Path) -> None:
+    """Rewrite a .keras archive without what differs from one save of the same model to the
+    next: its metadata's `date_saved`, the entries' zip dates, and the config's
+    `shared_object_id`s (memory addresses of the objects layers share), numbered 1, 2, ... in
+    order instead. The same weights then give the same bytes, and dvc.lock stays put."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)
+
+
+def _renumber_shared_objects(node, numbers: dict):
+    if isinstance(node, dict):
+        return {key: (numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+                      else _renumber_shared_objects(value, numbers)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renumber_shared_objects(value, numbers) for value in node]
+    return node
 
 
 def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> tuple:
     """Fit one run; returns (model, its results: probabilities and accuracies)."""
-    run_cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, seed=cell.train.seed + run.replicate))
+    # a batch of more rows than the run fits on is one batch of all of them (train_cell says so)
+    batch = min(cell.train.batch_size, len(data["x_fit"]))
+    run_cell = dataclasses.replace(
+        cell, train=dataclasses.replace(cell.train, seed=cell.train.seed + run.replicate, batch_size=batch)
+    )
     backup = BACKUP_DIR / cell.name / (run.name or "run")
-    log = RunLog(live, run)
-    start = time.perf_counter()
+    log = RunLog(live, run, backup)
     if cell.family in ("logreg", "mlp"):
         log.rewind(0)  # baselines always start from scratch
-        model, predict, epochs_run = fit_baseline(run_cell, data, log)
+        model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:
-        model, predict, epochs_run = fit_keras(run_cell, data, n_classes, log, backup)
-    seconds = time.perf_counter() - start
+        model, predict, epochs_run, epoch_seconds = fit_keras(run_cell, data, n_classes, log, backup)
     train_proba, val_proba = predict(data["x_train"]), predict(data["x_val"])
     return model, {
         "val": val_proba,
@@ -245,7 +349,8 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
         "val_accuracy": float((val_proba.argmax(1) == data["y_val"]).mean()),
         "epochs": epochs_run,
-        "seconds": seconds,
+        # the epochs this process trained (a resumed run's earlier epochs were timed before)
+        "epoch_seconds": [round(s, 4) for s in epoch_seconds],
         "fit_rows": len(data["x_fit"]),
     }
 
@@ -264,33 +369,44 @@ def train_cell(cell: params.Cell) -> dict:
     runs = plan_runs(int(split["n_folds"]), p.split.replicates)
     n_classes = len(files.read_json(paths.LABEL_MAP)["classes"])
     cell_backup = BACKUP_DIR / cell.name
-    # a backup left by an interrupted run of other parameters or data is of no use: start over
-    fingerprint = json.dumps({"cell": dataclasses.asdict(cell), "split": dataclasses.asdict(p.split),
-                              "augment": dataclasses.asdict(p.augment),
-                              "fit_rows": int(len(inputs["augmented"]["y"]))})
+    # a backup serves only the run that wrote it: the same parameters, the same contents of
+    # every array the cell reads, the same training code; any other is discarded
+    fingerprint = {
+        "parameters": {"cell": dataclasses.asdict(cell), "split": dataclasses.asdict(p.split),
+                       "augment": dataclasses.asdict(p.augment)},
+        "data": arrays_digest({**inputs, "classes": np.array(files.read_json(paths.LABEL_MAP)["classes"])}),
+        "code": code_version(),
+    }
     stamp = cell_backup / "parameters.json"
-    if cell_backup.exists() and (not stamp.exists() or stamp.read_text() != fingerprint):
-        print(f"train@{cell.name}: discarding {cell_backup} (written for other parameters or data)", flush=True)
-        shutil.rmtree(cell_backup)
-        shutil.rmtree(paths.LIVE_DIR / cell.name, ignore_errors=True)
+    if cell_backup.exists():
+        reason = stale_backup(stamp, fingerprint)
+        if reason:
+            print(f"train@{cell.name}: discarding {cell_backup} ({reason})", flush=True)
+            shutil.rmtree(cell_backup)
+            shutil.rmtree(paths.LIVE_DIR / cell.name, ignore_errors=True)
     resumed = cell_backup.exists()
     cell_backup.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+    files.write_json(stamp, fingerprint)
+    said_batch = False
     live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=resumed, save_dvc_exp=False, dvcyaml=False)
 
     val_rows = validation_rows(split)
     val_sum = np.zeros((len(val_rows), n_classes), np.float64)
     val_count = np.zeros(len(val_rows), np.int64)
     test_sum = np.zeros((len(inputs["test"]["pixels"]), n_classes), np.float64)
-    run_rows = []
+    run_rows, run_times = [], []
     for run in runs:
         done = cell_backup / f"{run.name or 'run'}.done.npz"
-        if done.exists():
-            arrays = files.load_npz(done)
-            result = {k: arrays[k] for k in ("val", "test")}
-            result.update(files.read_json(done.with_suffix(".json")))
+        shapes = {"val": (len(split[f"val_{run.fold}"]), n_classes), "test": (len(inputs["test"]["pixels"]), n_classes)}
+        result = finished_run(cell.name, done, shapes, needs=cell_backup / "model" if run == runs[0] else None)
+        if result is not None:  # its curves too: DVC removed them with the stage's outputs
+            RunLog(live, run, cell_backup / (run.name or "run")).rewind(result["epochs"])
         else:
             data = run_inputs(inputs, run.fold)
+            if not said_batch and cell.train.batch_size > len(data["x_fit"]):
+                said_batch = True
+                print(f"train@{cell.name}: batch_size {cell.train.batch_size:,} is more than the "
+                      f"{len(data['x_fit']):,} rows a run fits on; each epoch is one batch of all of them", flush=True)
             model, result = train_run(cell, run, data, n_classes, live)
             if run == runs[0]:  # the cell's saved model is its first run's
                 save_model(model, cell.family, cell_backup / "model")
@@ -302,9 +418,9 @@ def train_cell(cell: params.Cell) -> dict:
         val_count[at] += 1
         test_sum += result["test"]
         run_rows.append({"run": run.name or "run", "fold": run.fold + 1, "replicate": run.replicate + 1,
-                         **{k: result[k] for k in ("epochs", "seconds", "fit_rows", "train_accuracy", "val_accuracy")}})
+                         **{k: result[k] for k in ("epochs", "fit_rows", "train_accuracy", "val_accuracy")}})
+        run_times.append({"run": run.name or "run", "epoch_seconds": result["epoch_seconds"]})
 
-    seconds = sum(r["seconds"] for r in run_rows)
     val_accuracies = [r["val_accuracy"] for r in run_rows]
     summary = {
         "cell": cell.name,
@@ -314,8 +430,6 @@ def train_cell(cell: params.Cell) -> dict:
         "epochs": max(r["epochs"] for r in run_rows),
         "runs": len(run_rows),
         "train_rows": run_rows[0]["fit_rows"],
-        "train_seconds": round(seconds, 3),
-        "images_per_second": round(sum(r["epochs"] * r["fit_rows"] for r in run_rows) / seconds, 1),
         "train_accuracy": float(np.mean([r["train_accuracy"] for r in run_rows])),
         "val_accuracy_mean": float(np.mean(val_accuracies)),
         "val_accuracy_std": float(np.std(val_accuracies, ddof=1)) if len(run_rows) > 1 else 0.0,
@@ -333,12 +447,69 @@ def train_cell(cell: params.Cell) -> dict:
     shutil.rmtree(paths.MODELS_DIR / cell.name, ignore_errors=True)
     paths.MODELS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.move(cell_backup / "model", paths.MODELS_DIR / cell.name)
-    live.log_metric("train_seconds", summary["train_seconds"], plot=False)
-    live.log_metric("images_per_second", summary["images_per_second"], plot=False)
     live.log_metric("val_accuracy_mean", summary["val_accuracy_mean"], plot=False)
     live.end()
     shutil.rmtree(cell_backup, ignore_errors=True)
-    return summary
+    timing = write_timing(cell.name, run_rows, run_times)
+    return {**summary, **timing}
+
+
+def write_timing(cell: str, run_rows: list[dict], run_times: list[dict]) -> dict:
+    """The cell's training time, the sum of its epochs' times (training pass and validation;
+    no import, model building or graph tracing), under timings/, which neither git nor DVC
+    tracks: it differs from machine to machine and run to run."""
+    epochs = [s for r in run_times for s in r["epoch_seconds"]]
+    seconds = sum(epochs)
+    timed_images = sum(len(r["epoch_seconds"]) * row["fit_rows"] for r, row in zip(run_times, run_rows))
+    timing = {
+        "train_seconds": round(seconds, 3),
+        "images_per_second": round(timed_images / seconds, 1) if seconds else 0.0,
+        "timed_epochs": len(epochs),
+        "per_run": run_times,
+    }
+    files.write_json(paths.TIMINGS_DIR / f"{cell}.json", timing)
+    return timing
+
+
+def stale_backup(stamp: Path, fingerprint: dict) -> str | None:
+    """Why a cell's backup stamped `stamp` is of no use to a run of `fingerprint` (None: it is)."""
+    try:
+        saved = json.loads(stamp.read_text())
+    except FileNotFoundError:
+        return f"it has no {stamp.name}"
+    except (OSError, ValueError) as err:
+        return f"its {stamp.name} cannot be read: {type(err).__name__}"
+    if not isinstance(saved, dict) or set(saved) != set(fingerprint):
+        return "written by another version of the train stage"
+    now = json.loads(json.dumps(fingerprint))
+    other = [part for part in ("parameters", "data", "code") if saved[part] != now[part]]
+    return f"written for other {' and '.join(other)}" if other else None
+
+
+def finished_run(cell: str, done: Path, shapes: dict, needs: Path | None = None) -> dict | None:
+    """The results a finished run left in `done` (and its .json), or None to train it again:
+    none there, or one that cannot be read (said in one line, and removed)."""
+    if not done.exists():
+        return None
+    if needs is not None and not needs.exists():
+        print(f"train@{cell}: training the run of {done} again (its {needs} is missing)", flush=True)
+        done.unlink()
+        return None
+    try:
+        arrays = files.load_npz(done)
+        result = {k: arrays[k] for k in ("val", "test")}
+        result.update(files.read_json(done.with_suffix(".json")))
+        for key, shape in shapes.items():
+            if result[key].shape != shape:
+                raise ValueError(f"{key} is {result[key].shape}, not {shape}")
+        int(result["epochs"]), int(result["fit_rows"]), float(result["train_accuracy"]), float(result["val_accuracy"])
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        print(f"train@{cell}: discarding {done} (it cannot be read: {type(err).__name__}: "
+              f"{' '.join(str(err).split())})", flush=True)
+        done.unlink(missing_ok=True)
+        done.with_suffix(".json").unlink(missing_ok=True)
+        return None
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,9 +532,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     summary = train_cell(p.cells[args.cell])
     print(
-        f"train@{summary['cell']}: {summary['epochs']} epochs on {summary['train_rows']} rows "
-        f"in {summary['train_seconds']:.1f} s ({summary['images_per_second']:.0f} images/s)"
+        f"train@{summary['cell']}: {_epochs(summary['epochs'])} on {summary['train_rows']} rows; "
+        f"{_epochs(summary['timed_epochs'])} timed: {summary['train_seconds']:.1f} s "
+        f"({summary['images_per_second']:.0f} images/s)"
     )
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 if __name__ == "__main__":

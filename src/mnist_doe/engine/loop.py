@@ -134,6 +134,7 @@ class Trainer:
         self.batch_size, self.splits = batch_size, splits
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
         self._predict = None
+        self.setup_seconds, self.epoch_seconds = 0.0, []
         use_fused_updates(self.optimizer)
         with strategy.scope():
             self.optimizer.build(model.trainable_variables)
@@ -293,9 +294,19 @@ class Trainer:
         """Train until `epochs` or early stopping; returns the number of epochs trained in all.
 
         `rewind` learns, before the first epoch, how many epochs the backup holds (0 without
-        one), so the log can drop what it logged beyond them."""
+        one), so the log can drop what it logged beyond them.
+
+        `epoch_seconds` holds, afterwards, the wall time of each epoch this call trained (its
+        training pass and its validation), and `setup_seconds` the time spent before the first
+        epoch building the epoch's and the prediction's graphs, which no epoch is charged for."""
         x, y = data
+        began = time.perf_counter()
         train_epoch = self._train_epoch(x, y)
+        train_epoch.get_concrete_function(tf.TensorSpec([len(x)], tf.int32))
+        if self._predict is None:
+            self._predict = self._predict_graph()
+        self._predict.get_concrete_function()
+        self.setup_seconds, self.epoch_seconds = time.perf_counter() - began, []
         stopping = Stopping(patience)
         start = self.load_backup(backup, fingerprint, stopping)
         rewind(start)
@@ -307,6 +318,7 @@ class Trainer:
             loss, accuracy = (float(v) for v in train_epoch(tf.constant(epoch_order(len(x), seed, epoch))))
             val_loss, val_accuracy = self.evaluate(*validation)
             seconds = time.perf_counter() - began
+            self.epoch_seconds.append(seconds)
             metrics = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss,
                        "val_accuracy": val_accuracy, "learning_rate": rate}
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
