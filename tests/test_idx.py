@@ -61,3 +61,40 @@ def test_a_truncated_file_is_refused(idx_dir, tmp_path):
 def test_a_missing_part_is_named(tmp_path):
     with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
         idx.main([str(tmp_path), str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_header_claiming_huge_sizes_is_one_line(tmp_path, compressed):
+    # a billion 28x28 images claimed, 5 held: once a MemoryError
+    data = np.array([2051, 10**9, 28, 28], ">u4").tobytes() + bytes(5 * 784)
+    path = tmp_path / ("big-images-idx3-ubyte" + (".gz" if compressed else ""))
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    with pytest.raises(DataError) as err:
+        idx.read_images(path)
+    assert str(err.value) == (
+        f"{path}: truncated: the header claims 1,000,000,000 images of 28x28; they take 784,000,000,000 bytes, "
+        f"the file holds 3,920{' (decompressed)' if compressed else ''}"
+    )
+
+
+def test_sizes_beyond_int64_are_not_wrapped(tmp_path):
+    path = tmp_path / "odd-images-idx3-ubyte"
+    path.write_bytes(np.array([2051, 2**32 - 1, 2**32 - 1, 2**32 - 1], ">u4").tobytes() + bytes(100))
+    with pytest.raises(DataError, match=r"claims 4,294,967,295 images of 4294967295x4294967295; .* the file holds 100$"):
+        idx.read_images(path)
+
+
+def test_limit_names_the_images_it_wanted(tmp_path):
+    path = tmp_path / "few-images-idx3-ubyte"
+    path.write_bytes(np.array([2051, 50, 2, 2], ">u4").tobytes() + bytes(8))
+    with pytest.raises(DataError) as err:
+        idx.read_images(path, limit=3)
+    assert str(err.value) == f"{path}: truncated: the header claims 50 images of 2x2; 3 of them take 12 bytes, the file holds 8"
+
+
+def test_a_damaged_gzip_file_is_one_line(idx_dir, tmp_path):
+    raw = (idx_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(raw[:12] + b"\xff" * (len(raw) - 12))
+    with pytest.raises(DataError, match=rf"^{path}: cannot be read \("):
+        idx.read_labels(path)

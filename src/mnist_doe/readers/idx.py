@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,25 +24,61 @@ LABELS_MAGIC = 2049
 PARTS = {"train": "train", "test": "t10k"}
 
 
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+CHUNK = 1 << 24  # bytes read at a time: memory follows the file, not what its header claims
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _read_up_to(handle, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        block = handle.read(min(left, CHUNK))
+        if not block:
+            break
+        chunks.append(block)
+        left -= len(block)
+    return b"".join(chunks)
 
 
 def _read(path: Path, magic_expected: int, what: str, limit: int | None) -> tuple[list[int], bytes]:
-    """(shape, data bytes) of an IDX file holding `what`, at most `limit` items."""
+    """(shape, data bytes) of an IDX file holding `what`, at most `limit` items.
+
+    The size the header claims is checked against the bytes the file holds (read in
+    chunks for a gzip file), so a damaged header is one line, never a MemoryError.
+    """
     ndim = 3 if magic_expected == IMAGES_MAGIC else 1
-    with _open(path) as handle:
-        header = handle.read(4 * (ndim + 1))
-        if len(header) < 4 * (ndim + 1):
-            raise DataError(f"{path}: too short for an IDX{ndim} header")
-        magic, *shape = (int(v) for v in np.frombuffer(header, dtype=">u4"))
-        if magic != magic_expected:
-            raise DataError(f"{path}: not an IDX{ndim} {what} file (magic {magic}, expected {magic_expected})")
-        shape[0] = shape[0] if limit is None else min(shape[0], limit)
-        size = int(np.prod(shape))
-        raw = handle.read(size)
-    if len(raw) != size:
-        raise DataError(f"{path}: truncated: {len(raw)} of {size} bytes for {shape[0]} {what}s")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    compressed = _is_gzip(path)
+    try:
+        with (gzip.open(path, "rb") if compressed else path.open("rb")) as handle:
+            header = handle.read(4 * (ndim + 1))
+            if len(header) < 4 * (ndim + 1):
+                raise DataError(f"{path}: too short for an IDX{ndim} header")
+            magic, *shape = (int(v) for v in np.frombuffer(header, dtype=">u4"))
+            if magic != magic_expected:
+                raise DataError(f"{path}: not an IDX{ndim} {what} file (magic {magic}, expected {magic_expected})")
+            claimed = shape[0]
+            shape[0] = shape[0] if limit is None else min(shape[0], limit)
+            size = math.prod(shape)  # Python ints: four u4 sizes overflow int64
+            if not compressed and path.stat().st_size - len(header) < size:
+                raw = b""
+                held = path.stat().st_size - len(header)
+            else:
+                raw = _read_up_to(handle, size)
+                held = len(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot be read ({err})") from None
+    if held < size:
+        dims = f" of {shape[1]}x{shape[2]}" if ndim == 3 else ""
+        wanted = f"{shape[0]:,} of them take" if shape[0] != claimed else "they take"
+        raise DataError(
+            f"{path}: truncated: the header claims {claimed:,} {what}s{dims}; {wanted} {size:,} bytes, "
+            f"the file holds {held:,}{' (decompressed)' if compressed else ''}"
+        )
     return shape, raw
 
 
