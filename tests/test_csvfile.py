@@ -113,14 +113,25 @@ def test_a_bad_test_cell_raises_naming_its_line_and_column(tmp_path, table, data
     )
 
 
+def counts_up(labels):
+    return any(labels == [str(i) for i in range(start, start + len(labels))] for start in (0, 1))
+
+
 @PROPERTY
 @given(table=tables(), labelled=st.booleans())
 def test_test_file_reads_back_with_or_without_labels(tmp_path, table, labelled):
     pixels, labels, header = table
+    train = csvfile.read_train(kaggle_csv(tmp_path / "train.csv", pixels, labels, header=header))
     path = kaggle_csv(tmp_path / "test.csv", pixels, labels if labelled else None, header=header)
-    read = csvfile.read_test(path, pixels.shape[1])
+    if labelled and header is None and counts_up(labels):
+        # no header, and the first column could be ImageIds 1..N as well as labels: refused
+        with pytest.raises(DataError, match="cannot tell whether the first column"):
+            csvfile.read_test(path, pixels.shape[1], train=train)
+        return
+    read = csvfile.read_test(path, pixels.shape[1], train=train)
     np.testing.assert_array_equal(read.pixels, pixels)
     assert (read.labels.tolist() if labelled else read.labels) == (labels if labelled else None)
+    assert read.ids is None
 
 
 def test_kaggle_header_with_column_numbers_is_a_header(tmp_path):
@@ -223,18 +234,33 @@ def test_test_with_too_few_columns(tmp_path):
     with pytest.raises(DataError) as err:
         csvfile.read_test(path, 16)
     assert str(err.value) == (
-        f"{path}: 9 columns, fewer than the training file's 16 pixel columns; "
-        "expected 16 (pixels only) or 17 (label, then pixels)"
+        f"{path}: 9 columns, fewer than the training file's 16 pixel columns; {EXPECTED_16}"
     )
 
 
+EXPECTED_16 = (
+    "expected 16 (pixels only), 17 (a label or an ImageId column, then the pixels) "
+    "or 18 (ImageId, label, then the pixels)"
+)
+
+
 def test_test_with_too_many_columns(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", np.zeros((2, 19), dtype=int))
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16)
+    assert str(err.value) == (
+        f"{path}: 19 columns, more than the training file's 16 pixels allow; {EXPECTED_16}; "
+        "is there an extra index column?"
+    )
+
+
+def test_test_with_two_unnamed_extra_columns(tmp_path):
     path = kaggle_csv(tmp_path / "test.csv", np.zeros((2, 18), dtype=int))
     with pytest.raises(DataError) as err:
         csvfile.read_test(path, 16)
     assert str(err.value) == (
-        f"{path}: 18 columns, more than the training file has; "
-        "expected 16 (pixels only) or 17 (label, then pixels); is there an extra index column?"
+        f"{path}: 18 columns for the training file's 16 pixels, and the header does not name the other 2; "
+        "name them ImageId and label in a header line; columns 'pixel0', 'pixel1', 'pixel2', ..., 'pixel17' (18 in all)"
     )
 
 
@@ -331,3 +357,194 @@ def test_unclosed_quote_is_a_wrong_field_count(tmp_path):
     with pytest.raises(DataError) as err:
         csvfile.read_train(path)
     assert str(err.value) == f"{path} line 3: 2 fields, expected 5"
+
+
+# header detection never eats a data row (issue 18, case 2)
+
+
+def empty_first_row(path, n_rows, n_pixels, labelled):
+    """A headerless file whose first row is all empty cells, then n_rows - 1 good rows."""
+    width = n_pixels + labelled
+    rows = [",".join([""] * width)]
+    rows += [",".join((["1"] if labelled else []) + [str(i % 256)] * n_pixels) for i in range(1, n_rows)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_headerless_test_file_with_an_empty_first_row_keeps_it_and_refuses_it(tmp_path):
+    path = empty_first_row(tmp_path / "test.csv", 100, 16, labelled=False)
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16)
+    assert str(err.value) == (
+        f"{path} line 1, column pixel0: empty (''); a test row cannot be dropped (16 bad cells in all)"
+    )
+
+
+def test_headerless_training_file_with_an_empty_first_row_counts_it(tmp_path):
+    path = empty_first_row(tmp_path / "train.csv", 300, 16, labelled=True)
+    read = csvfile.read_train(path)
+    assert not read.has_header and read.rows == 300
+    assert read.lines.tolist() == list(range(1, 301))
+    assert read.labels[0] == "" and {issue.row for issue in read.issues} == {0}
+    assert read.issues[0] == csvfile.Issue(0, 1, "label", "", csvfile.MISSING_LABEL)
+
+
+@pytest.mark.parametrize("first", ["NaN", "NA", "", "  ", "0", "-1", "3.5"])
+def test_a_first_row_of_empty_or_numeric_cells_is_data(tmp_path, first):
+    path = tmp_path / "train.csv"
+    path.write_text(",".join([first] * 5) + "\n" + "1,0,0,0,0\n")
+    read = csvfile.read_train(path)
+    assert not read.has_header and read.rows == 2 and read.lines.tolist() == [1, 2]
+
+
+def test_answers_whose_first_row_has_an_empty_image_id_keep_it(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text(",A\n2,B\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_answers(path, 2)
+    assert str(err.value) == f"{path} line 1, column ImageId: '' is not a whole number"
+
+
+# the test file's layout (issue 18, case 3)
+
+
+def train_table(tmp_path, labels, side=4):
+    return csvfile.read_train(kaggle_csv(tmp_path / "train.csv", tiny_images(labels, side=side), labels, header=None))
+
+
+def test_headerless_image_id_column_is_not_read_as_labels(tmp_path):
+    train = train_table(tmp_path, [str(d) for d in range(10)] * 3)
+    pixels = tiny_images(range(100), seed=3)
+    path = kaggle_csv(tmp_path / "test.csv", pixels, [str(i) for i in range(1, 101)], header=None)
+    read = csvfile.read_test(path, 16, train=train)
+    assert read.labels is None
+    assert read.ids.tolist() == [str(i) for i in range(1, 101)]
+    np.testing.assert_array_equal(read.pixels, pixels)
+    assert read.layout == "ImageId, 16 pixels"
+
+
+@pytest.mark.parametrize(
+    "names, ids, labels",
+    [
+        (["ImageId"], ["7", "3", "9"], None),
+        (["id"], ["7", "3", "9"], None),
+        (["label"], None, ["1", "0", "1"]),
+        (["ImageId", "label"], ["7", "3", "9"], ["1", "0", "1"]),
+    ],
+)
+def test_test_layout_from_header_names(tmp_path, names, ids, labels):
+    pixels = tiny_images([0, 1, 2], seed=4)
+    columns = {"ImageId": ids, "id": ids, "label": labels}
+    lines = [",".join(names + [f"pixel{j}" for j in range(16)])]
+    for r in range(3):
+        lines.append(",".join([columns[n][r] for n in names] + [str(v) for v in pixels[r]]))
+    path = tmp_path / "test.csv"
+    path.write_text("\n".join(lines) + "\n")
+    read = csvfile.read_test(path, 16)
+    np.testing.assert_array_equal(read.pixels, pixels)
+    assert (None if read.ids is None else read.ids.tolist()) == ids
+    assert (None if read.labels is None else read.labels.tolist()) == labels
+
+
+def test_label_named_in_the_last_column_of_a_test_file(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text("a,b,c,d,label\n1,2,3,4,5\n")
+    read = csvfile.read_test(path, 4)
+    assert read.pixels.tolist() == [[1, 2, 3, 4]] and read.labels.tolist() == ["5"]
+
+
+def test_unnamed_first_column_that_could_be_labels_or_ids_is_an_error(tmp_path):
+    train = train_table(tmp_path, ["1", "2", "3"] * 2)
+    path = kaggle_csv(tmp_path / "test.csv", tiny_images([0, 1, 2]), ["1", "2", "3"], header=None)
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16, train=train)
+    assert str(err.value) == (
+        f"{path}: cannot tell whether the first column (lines 1..3) holds labels or ImageIds: its values count "
+        "up by one and every one is a training label; name it (label or ImageId) in a header line; "
+        "no header, 17 columns"
+    )
+
+
+def test_unnamed_first_column_of_unknown_values_is_an_error(tmp_path):
+    train = train_table(tmp_path, ["0", "1"] * 3)
+    path = kaggle_csv(tmp_path / "test.csv", tiny_images([0, 1, 2]), ["12", "40", "1"], header=None)
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16, train=train)
+    assert str(err.value) == (
+        f"{path}: the first column (lines 1..3) is neither a label column (2 of its 3 values, e.g. '12', are no "
+        "training label) nor ImageIds counting up by one; name it (label or ImageId) in a header line; "
+        "no header, 17 columns"
+    )
+
+
+def test_header_naming_a_label_that_leaves_too_few_pixels(tmp_path):
+    path = kaggle_csv(tmp_path / "test.csv", np.zeros((2, 15), dtype=int), ["1", "2"])
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 16)
+    assert str(err.value) == (
+        f"{path}: the header names a label column ('label'), which leaves 15 pixel columns for the training "
+        "file's 16; columns 'label', 'pixel0', 'pixel1', ..., 'pixel14' (16 in all)"
+    )
+
+
+def test_repeated_image_id_in_a_test_file(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text("ImageId,a,b,c,d\n1,0,0,0,0\n2,0,0,0,0\n1,0,0,0,0\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_test(path, 4)
+    assert str(err.value) == f"{path} line 4, column ImageId: ImageId 1 repeats line 2"
+
+
+def test_answers_follow_the_test_files_image_ids(tmp_path):
+    path = write_answers(tmp_path / "answers.csv", [(30, "B"), (10, "A"), (20, "C")])
+    assert csvfile.read_answers(path, 3, np.array(["20", "10", "30"])).tolist() == ["C", "A", "B"]
+    with pytest.raises(DataError, match=r"line 2, column ImageId: ImageId 30 is not in the test file's ImageId column"):
+        csvfile.read_answers(path, 3, np.array(["20", "10", "40"]))
+
+
+# labels (issue 18, case 5)
+
+
+def test_label_named_in_the_last_column_of_a_training_file(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("pixel0,pixel1,pixel2,pixel3,label\n0,1,2,3,7\n4,5,6,7,8\n")
+    read = csvfile.read_train(path)
+    assert read.labels.tolist() == ["7", "8"]
+    assert read.pixels.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert read.layout == "4 pixels, label"
+
+
+def test_training_header_without_a_label_and_a_pixel_first_is_refused(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("pixel0,pixel1,pixel2,pixel3,digit\n0,1,2,3,7\n")
+    with pytest.raises(DataError) as err:
+        csvfile.read_train(path)
+    assert str(err.value) == (
+        f"{path}: no label column: the header names no label, and its column 1 is 'pixel0', a pixel; "
+        "name the label column 'label' (first or last); columns 'pixel0', 'pixel1', 'pixel2', ..., 'digit' (5 in all)"
+    )
+
+
+def test_label_named_in_a_middle_column_is_refused(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("a,b,label,c,d\n0,1,2,3,7\n")
+    with pytest.raises(DataError, match=r"column 3 is named 'label'; the label must be the first column"):
+        csvfile.read_train(path)
+
+
+@pytest.mark.parametrize(
+    "raw, label",
+    [("5", "5"), ("5.0", "5"), ("05", "5"), ("+5", "5"), (" 5 ", "5"), ("5.", "5"), ("-0", "0"),
+     ("2.50", "2.5"), ("1e1", "10"), ("Bag", "Bag"), ("007x", "007x"), ("T-shirt, top", "T-shirt, top")],
+)
+def test_labels_are_normalised_once(raw, label):
+    assert csvfile.normalise_label(raw) == label
+
+
+def test_numeric_label_spellings_are_one_label_in_training_and_test(tmp_path):
+    train = kaggle_csv(tmp_path / "train.csv", tiny_images(range(4)), ["5", "5.0", "05", "6"])
+    test = kaggle_csv(tmp_path / "test.csv", tiny_images(range(2)), ["5.0", "6.00"])
+    assert csvfile.read_train(train).labels.tolist() == ["5", "5", "5", "6"]
+    assert csvfile.read_test(test, 16).labels.tolist() == ["5", "6"]
+    answers = write_answers(tmp_path / "answers.csv", [(1, "5.0"), (2, "06")])
+    assert csvfile.read_answers(answers, 2).tolist() == ["5", "6"]
