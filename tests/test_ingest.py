@@ -134,3 +134,47 @@ def test_a_known_input_problem_is_one_line_and_exit_2(project, capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "ingest: error: missing.csv: file not found\n"
     assert not paths.RAW_TRAIN.exists()
+
+
+def test_empty_first_row_of_a_headerless_test_file_is_one_line_and_exit_2(project, capsys):
+    kaggle_csv("train.csv", tiny_images(["0", "1"]), ["0", "1"])
+    rows = [",".join([""] * 16)] + [",".join(str(v) for v in row) for row in tiny_images(range(99), seed=5)]
+    (project / "test.csv").write_text("\n".join(rows) + "\n")
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    with pytest.raises(SystemExit) as exit_:
+        errors.run_stage("ingest", ingest.main)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "ingest: error: test.csv line 1, column pixel0: empty (''); a test row cannot be dropped (16 bad cells in all)\n"
+    )
+    assert not paths.RAW_TEST.exists()
+
+
+def test_headerless_training_file_keeps_its_first_row(project):
+    labels = ["0", "1"] * 150
+    cells = tiny_images(labels).astype(object)
+    cells[0, :] = ""
+    labels[0] = ""
+    kaggle_csv("train.csv", cells, labels, header=None)
+    kaggle_csv("test.csv", tiny_images(range(3), seed=5), None, header=None)
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    source = ingest.ingest(project / "train.csv", project / "test.csv")
+    assert source["train"]["rows"] == 300 and source["train"]["rows_with_issues"] == 1
+    assert files.load_npz(paths.RAW_TRAIN)["lines"].tolist() == list(range(1, 301))
+
+
+def test_test_file_with_image_ids_and_its_answers(project):
+    labels = ["0", "1"] * 5
+    kaggle_csv("train.csv", tiny_images(labels), labels)
+    test_pixels = tiny_images(range(3), seed=6)
+    lines = ["ImageId," + ",".join(f"pixel{j}" for j in range(16))]
+    lines += [f"{image_id}," + ",".join(map(str, row)) for image_id, row in zip([30, 10, 20], test_pixels)]
+    (project / "test.csv").write_text("\n".join(lines) + "\n")
+    (project / "answers.csv").write_text("ImageId,Label\n10,1\n20,0\n30,1.0\n")
+    source = ingest.ingest(project / "train.csv", project / "test.csv", project / "answers.csv")
+    test = files.load_npz(paths.RAW_TEST)
+    np.testing.assert_array_equal(test["pixels"], test_pixels)
+    assert test["labels"].tolist() == ["1", "1", "0"]
+    assert source["test"]["layout"] == "ImageId, 16 pixels" and source["test"]["id_column"] is True
+    fmt = files.read_json(ingest.SUBMISSION_FORMAT)
+    assert fmt["columns"] == ["ImageId", "Label"] and fmt["ids"] == ["30", "10", "20"]

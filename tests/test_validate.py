@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -218,3 +220,70 @@ def test_clean_keeps_or_quarantines_every_row():
     assert result.train_lines.tolist() == [2, 3, 5, 7]
     assert result.quarantine["line"].tolist() == [4, 6, 8]
     assert result.metrics["rows_in"] == 7 == len(result.train_lines) + len(result.quarantine)
+
+
+# labels (issue 18, case 5)
+
+
+def test_a_single_class_is_one_line_at_validate(project, capsys):
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    kaggle_csv("train.csv", tiny_images(["0"] * 8), ["0"] * 8)
+    kaggle_csv("test.csv", tiny_images([0]), None)
+    ingest.main()
+    with pytest.raises(SystemExit) as exit_:
+        errors.run_stage("validate", validate.main)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "validate: error: train.csv: every one of the 8 training rows left after quarantine has the label '0'; "
+        "a classifier needs at least two classes (is the label in another column?)\n"
+    )
+    assert not paths.CLEAN_TRAIN.exists()
+
+
+def test_label_in_the_last_column_is_not_one_class(project):
+    labels = ["3"] * 5 + ["7"] * 5
+    pixels = tiny_images(labels)
+    pixels[:, 0] = 0  # a corner pixel: the column that was read as the one class
+    lines = [",".join([f"pixel{j}" for j in range(16)] + ["label"])]
+    lines += [",".join([str(v) for v in row] + [label]) for row, label in zip(pixels, labels)]
+    Path("train.csv").write_text("\n".join(lines) + "\n")
+    kaggle_csv("test.csv", tiny_images([0, 1], seed=9), None, header=None)
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    ingest.main()
+    validate.main()
+    out = outputs()
+    assert out["label_map"]["classes"] == ["3", "7"]
+    np.testing.assert_array_equal(out["train"]["pixels"], pixels)
+    assert out["train"]["y"].tolist() == [0] * 5 + [1] * 5
+
+
+def test_numeric_spellings_are_one_label_in_training_test_and_declared(project):
+    labels = ["5", "5.0", "05", "5", "5", "6", "6.0", "06", "6", "+6"]
+    run_stages(labels, test_labels=["5.0", "06"], data={"labels": [5.0, "6"]}, header="fashion")
+    out = outputs()
+    assert out["label_map"]["classes"] == ["5", "6"]
+    assert out["quarantine"] == []
+    assert out["train"]["y"].tolist() == [0] * 5 + [1] * 5
+    assert out["test"]["y"].tolist() == [0, 1]
+    assert out["metrics"]["test_rows_unknown_label"] == 0
+
+
+# the test file's layout reaches the clean arrays and the submission format (issue 18, case 3)
+
+
+def test_image_id_column_in_a_headerless_test_file(project):
+    labels = [str(d) for d in range(10) for _ in range(5)]
+    kaggle_csv("train.csv", tiny_images(labels), labels, header=None)
+    test_pixels = tiny_images(range(100), seed=7)
+    kaggle_csv("test.csv", test_pixels, [str(i) for i in range(1, 101)], header=None)
+    write_params(data={"train_csv": "train.csv", "test_csv": "test.csv"})
+    ingest.main()
+    validate.main()
+    out = outputs()
+    np.testing.assert_array_equal(out["test"]["pixels"], test_pixels)
+    assert out["label_map"]["test_labels_known"] is False
+    assert out["test"]["y"].tolist() == [-1] * 100
+    assert out["metrics"]["test_rows_unknown_label"] == 0
+    fmt = files.read_json(validate.SUBMISSION_FORMAT)
+    assert fmt["columns"] == ["ImageId", "Label"]
+    assert fmt["ids"] == [str(i) for i in range(1, 101)] and fmt["rows"] == list(range(100))

@@ -15,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .common import errors, files, params, paths
-from .readers.csvfile import MISSING_LABEL
+from .readers.csvfile import MISSING_LABEL, normalise_label
 from .common.errors import DataError
-from .ingest import SOURCE
+from .ingest import SOURCE, SUBMISSION_FORMAT as RAW_SUBMISSION_FORMAT
+
+# column names, ImageIds and test rows of the submission lines, for the submit stage
+SUBMISSION_FORMAT = paths.CLEAN_TEST.parent / "submission.json"
 
 QUARANTINE_COLUMNS = ["file", "line", "label", "reason"]
 # quarantine reason categories, counted in the metrics
@@ -136,8 +139,9 @@ def clean(
     rows_in = len(lines)
     reasons: dict[int, str] = _cell_reasons(issues)
 
+    declared = [normalise_label(label) for label in declared]  # as the readers normalise labels
     if declared:
-        allowed = {str(label) for label in declared}
+        allowed = set(declared)
         shown = ", ".join(class_order(allowed))
         for row in np.flatnonzero(~np.isin(labels, list(allowed))):
             reasons.setdefault(int(row), f"{UNDECLARED}: {str(labels[row])!r} is not in data.labels [{shown}]")
@@ -161,6 +165,11 @@ def clean(
         raise RuntimeError(f"validate: {rows_in} rows in, {len(kept)} kept + {len(quarantined)} quarantined")
 
     classes = class_order(declared) if declared else class_order(labels[kept])
+    if len(classes) == 1:
+        raise DataError(
+            f"{train_file}: every one of the {len(kept)} training rows left after quarantine has the label "
+            f"{classes[0]!r}; a classifier needs at least two classes (is the label in another column?)"
+        )
     kept_counts = pd.Series(labels[kept]).value_counts()
     for label in classes:
         count = int(kept_counts.get(label, 0))
@@ -270,6 +279,19 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def submission_format(test_rows: int, path: Path = RAW_SUBMISSION_FORMAT) -> dict:
+    """Ingest's submission format, checked against the test rows (every row answered once)."""
+    if not Path(path).exists():
+        raise DataError(f"{path}: missing; run `dvc repro ingest`")
+    fmt = files.read_json(path)
+    rows = fmt["rows"]
+    if len(rows) != test_rows or sorted(rows) != list(range(test_rows)) or len(fmt["ids"]) != test_rows:
+        raise DataError(
+            f"{path}: {len(fmt['ids'])} submission lines for {test_rows} test rows; run `dvc repro ingest`"
+        )
+    return fmt
+
+
 def read_issues(path: Path = paths.RAW_ISSUES) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"column": str, "value": str, "reason": str}, keep_default_na=False)
 
@@ -296,6 +318,7 @@ def main() -> None:
     )
     with files.atomic_path(paths.QUARANTINE, ".csv") as tmp:
         result.quarantine.to_csv(tmp, index=False)
+    files.write_json(SUBMISSION_FORMAT, submission_format(len(result.test_lines)))
     files.write_json(paths.VALIDATE_METRICS, result.metrics)
     plot_eda(result)
     m = result.metrics

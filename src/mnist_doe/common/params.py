@@ -39,6 +39,52 @@ class DataParams:
     test_csv: str = ""
     test_labels_csv: str = ""
     labels: list = field(default_factory=list)
+    kaggle_zip: str = ""  # Kaggle's competition zip (train.csv, test.csv, sample_submission.csv)
+    sample_submission_csv: str = ""  # its ImageIds and column names shape each submission
+
+
+def _check_data(data: DataParams) -> None:
+    """The data section's own rules: which files go together, and what a label can be."""
+    from ..readers.csvfile import normalise_label  # readers import common: import here, not above
+
+    _require(
+        not (data.kaggle_zip and (data.train_csv or data.test_csv)),
+        "set 'data.kaggle_zip' or 'data.train_csv' and 'data.test_csv', not both",
+    )
+    _require(
+        bool(data.test_csv) == bool(data.train_csv),
+        "set both 'data.train_csv' and 'data.test_csv', or neither (the embedded digits)",
+    )
+    _require(
+        not data.test_labels_csv or bool(data.test_csv or data.kaggle_zip),
+        "'data.test_labels_csv' is set but 'data.test_csv' is empty",
+    )
+    _require(
+        not data.sample_submission_csv or bool(data.test_csv or data.kaggle_zip),
+        "'data.sample_submission_csv' is set but neither 'data.test_csv' nor 'data.kaggle_zip' is",
+    )
+    seen: dict[str, Any] = {}
+    for value in data.labels:
+        _require(
+            isinstance(value, (str, int, float)) and not isinstance(value, bool),
+            f"'data.labels' holds {value!r}; each label is a number or a string "
+            "(not a list, a mapping, a boolean or an empty entry)",
+        )
+        _require(
+            not isinstance(value, float) or abs(value) != float("inf") and value == value,
+            f"'data.labels' holds {value!r}; a label is a finite number or a string",
+        )
+        key = normalise_label(value)
+        _require(key != "", "'data.labels' holds an empty label")
+        _require(
+            key not in seen,
+            f"'data.labels' lists {seen.get(key)!r} and {value!r}, which are one label ({key})",
+        )
+        seen[key] = value
+    _require(
+        len(seen) != 1,
+        f"'data.labels' lists one label ({next(iter(seen), '')}); a classifier needs at least two",
+    )
 
 
 @dataclass(frozen=True)
@@ -245,14 +291,7 @@ def parse(raw: Any) -> Params:
     augment = _typed("augment", AugmentParams, raw.get("augment"))
     train = _typed("train", TrainParams, raw.get("train"))
 
-    _require(
-        bool(data.test_csv) == bool(data.train_csv),
-        "set both 'data.train_csv' and 'data.test_csv', or neither (the embedded digits)",
-    )
-    _require(
-        not data.test_labels_csv or bool(data.test_csv),
-        "'data.test_labels_csv' is set but 'data.test_csv' is empty",
-    )
+    _check_data(data)
     _require(
         validate.min_class_rows >= 1,
         f"'validate.min_class_rows' must be >= 1, got {validate.min_class_rows}",
@@ -272,7 +311,7 @@ def parse(raw: Any) -> Params:
     _require(split.folds >= 2, f"'split.folds' must be >= 2, got {split.folds}")
     _require(split.replicates >= 1, f"'split.replicates' must be >= 1, got {split.replicates}")
     _require(
-        split.protocol != "test-only" or bool(data.test_csv),
+        split.protocol != "test-only" or bool(data.test_csv or data.kaggle_zip),
         "'split.protocol' test-only draws validation from a labelled test file; set data.test_csv",
     )
     budget = _typed("budget", BudgetParams, raw.get("budget"))
