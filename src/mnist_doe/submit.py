@@ -1,4 +1,15 @@
-"""submit stage: one Kaggle submission CSV per cell, labels mapped back to their original values."""
+"""submit stage: one Kaggle submission CSV per cell, labels mapped back to their original values,
+and submissions/best.csv, a copy of the best cell's.
+
+Each submission follows the submission format validate passes on (data/clean/submission.json):
+the sample submission's column names and ImageIds when one was given, else the test file's
+ImageId column, else `ImageId,Label` with ImageId 1..N in test-file order.
+
+The best cell is the one evaluate names best_cell in metrics/doe.json: the highest mean
+validation accuracy (rounded to 6 digits, as evaluate rounds it), a tie going to the name
+first in alphabetical order. This stage does not wait for evaluate (its inputs are the
+predictions), so it ranks the cells from their prediction summaries itself.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +17,56 @@ import numpy as np
 import pandas as pd
 
 from .common import files, paths, results
-from .common.errors import run_stage
+from .common.errors import DataError, run_stage
+from .validate import SUBMISSION_FORMAT
+
+BEST = "best"
 
 
-def submission(truth: results.Truth, test_proba: np.ndarray) -> pd.DataFrame:
-    """Kaggle's `ImageId,Label` frame: ImageId 1..N in test-file order."""
+def submission(truth: results.Truth, test_proba: np.ndarray, fmt: dict | None = None) -> pd.DataFrame:
+    """The submission frame: one line per entry of `fmt` (default `ImageId,Label`, ImageId 1..N)."""
     labels = results.original_labels(truth, test_proba.argmax(1))
-    return pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
+    if fmt is None:
+        return pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
+    rows = np.asarray(fmt["rows"], dtype=np.int64)
+    if len(rows) != len(labels) or len(fmt["ids"]) != len(rows):
+        raise DataError(
+            f"{SUBMISSION_FORMAT}: {len(fmt['ids'])} submission lines for {len(labels)} test predictions; "
+            "run `dvc repro validate`"
+        )
+    id_name, label_name = fmt["columns"]
+    return pd.DataFrame({id_name: pd.Series(fmt["ids"], dtype=object), label_name: labels[rows]})
+
+
+def best_cell(summaries: dict[str, dict]) -> str:
+    """The cell evaluate will call best (see the module docstring)."""
+    return min(summaries, key=lambda cell: (-round(summaries[cell]["val_accuracy_mean"], 6), cell))
 
 
 def main() -> None:
     truth = results.load_truth()
     cells = results.declared_cells()
+    if BEST in cells:
+        raise DataError(
+            f"a design cell is named {BEST!r}, and {paths.SUBMISSIONS_DIR / (BEST + '.csv')} holds the best "
+            "cell's submission; rename the cell"
+        )
+    fmt = files.read_json(SUBMISSION_FORMAT) if SUBMISSION_FORMAT.exists() else None
+    summaries = {}
+    frames = {}
     for cell in cells:
-        frame = submission(truth, results.load_predictions(cell)[1]["test"])
+        summary, proba = results.load_predictions(cell)
+        summaries[cell] = summary
+        frames[cell] = submission(truth, proba["test"], fmt)
         with files.atomic_path(paths.SUBMISSIONS_DIR / f"{cell}.csv") as tmp:
-            frame.to_csv(tmp, index=False)
-    print(f"submit: {len(cells)} submissions in {paths.SUBMISSIONS_DIR}/")
+            frames[cell].to_csv(tmp, index=False)
+    best = best_cell(summaries)
+    with files.atomic_path(paths.SUBMISSIONS_DIR / f"{BEST}.csv") as tmp:
+        frames[best].to_csv(tmp, index=False)
+    print(
+        f"submit: {len(cells)} submissions in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {best} "
+        f"(validation accuracy {summaries[best]['val_accuracy_mean']:.4f})"
+    )
 
 
 if __name__ == "__main__":
