@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -256,24 +257,41 @@ class Trainer:
         files.save_npz(path, state=np.array(json.dumps(state)), **arrays)
 
     def load_backup(self, path: Path, fingerprint: str, stopping: Stopping) -> int:
-        """Restore a backup of the same run; returns the epochs it had finished (0: none usable)."""
+        """Restore a backup of the same run; returns the epochs it had finished (0: none usable).
+
+        A backup is used only by the run that wrote it (the same `fingerprint`: parameters,
+        data and code) and only when every array of it reads back in its variable's shape.
+        Anything else, a half-written or damaged file included, is discarded with one line
+        and the run starts over; nothing is restored from it."""
         if not path.exists():
             return 0
-        arrays = files.load_npz(path)
-        state = json.loads(str(arrays["state"]))
         model_vars, opt_vars = self.model.variables, self.optimizer.variables
-        saved_model = [arrays.get(f"model_{i}") for i in range(len(model_vars))]
-        shapes_match = all(a is not None and a.shape == tuple(v.shape) for a, v in zip(saved_model, model_vars))
-        if state["fingerprint"] != fingerprint or not shapes_match:
-            print(f"ignoring {path}: it was written for other parameters", flush=True)
+        try:
+            arrays = files.load_npz(path)
+            state = json.loads(str(arrays["state"]))
+            same_run = state["fingerprint"] == fingerprint
+            saved_model = [arrays[f"model_{i}"] for i in range(len(model_vars))]
+            saved_opt = [arrays[f"optimizer_{i}"] for i in range(len(opt_vars))]
+            best = [arrays[f"best_{i}"] for i in range(len(model_vars)) if f"best_{i}" in arrays]
+            epochs_done, stopped = int(state["epochs_done"]), bool(state["stopped"])
+            best_loss, best_epoch, wait = float(state["best"]), int(state["best_epoch"]), int(state["wait"])
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+            reason = f"it cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"
+        else:
+            fits = all(a.shape == tuple(v.shape) for a, v in zip(saved_model + saved_opt, list(model_vars) + list(opt_vars)))
+            fits = fits and len(best) in (0, len(model_vars)) and all(
+                a.shape == tuple(v.shape) for a, v in zip(best, model_vars))
+            reason = None if same_run and fits else "written for other parameters, data or code"
+        if reason:
+            print(f"discarding {path} ({reason})", flush=True)
+            path.unlink(missing_ok=True)
             return 0
         self.set_weights(saved_model)
-        for i, variable in enumerate(opt_vars):
-            variable.assign(arrays[f"optimizer_{i}"])
-        stopping.best, stopping.best_epoch, stopping.wait = state["best"], state["best_epoch"], state["wait"]
-        stopping.stopped = state["stopped"]
-        stopping.best_weights = [arrays[f"best_{i}"] for i in range(len(model_vars)) if f"best_{i}" in arrays]
-        return int(state["epochs_done"])
+        for variable, value in zip(opt_vars, saved_opt):
+            variable.assign(value)
+        stopping.best, stopping.best_epoch, stopping.wait, stopping.stopped = best_loss, best_epoch, wait, stopped
+        stopping.best_weights = best
+        return epochs_done
 
     # --- the epochs ----------------------------------------------------------------------
 
