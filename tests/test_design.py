@@ -53,3 +53,12 @@ def test_an_invalid_design_is_refused_and_params_untouched(params_copy, tmp_path
     with pytest.raises(params.ParamsError, match="'doe.cells.x.family' is 'gru'"):
         design.main([str(bad), "--params", str(params_copy)])
     assert params_copy.read_text() == original
+
+
+def test_other_doe_keys_stay_under_doe(params_copy, tmp_path):
+    spec = tmp_path / "d.yaml"
+    spec.write_text("doe:\n  ensemble: 2\n  cells:\n    a: {family: dense, layers: 1, nodes: 8}\n"
+                    "    b: {family: dense, layers: 2, nodes: 8}\n")
+    design.main([str(spec), "--params", str(params_copy)])
+    applied = params.load(params_copy)
+    assert applied.ensemble == 2 and list(applied.cells) == ["a", "b"]

@@ -78,7 +78,8 @@ def test_repro_writes_every_output(fashion):
 
     validate = json.loads((project / "metrics/validate.json").read_text())
     assert validate["rows_in"] == 400 == validate["rows_kept"] + validate["rows_quarantined"]
-    for png in ("plots/confusion_best.png", "plots/learning_curves.png", "timings/time_vs_accuracy.png"):
+    for png in ("plots/confusion_best.png", "plots/confusion_errors.png", "plots/misclassified.png",
+                "plots/learning_curves.png", "timings/time_vs_accuracy.png"):
         assert (project / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| cell |" in (project / "metrics/doe.md").read_text()
 
@@ -88,6 +89,28 @@ def test_repro_writes_every_output(fashion):
     # copies: 1 per recipe, three recipes: 4x the training split, validation untouched
     assert len(augmented["y"]) == 4 * len(split["train"])
     assert len(split["val_0"]) == 80 and int(split["n_folds"]) == 1
+
+
+def test_the_ensemble_is_scored_and_submitted_like_a_cell(fashion):
+    project, _ = fashion
+    doe = json.loads((project / "metrics/doe.json").read_text())
+    ensemble = doe["ensemble"]
+    # doe.ensemble is 3 by default; with two cells both are members, best first
+    assert sorted(ensemble["members"]) == sorted(TINY_CELLS) and ensemble["members"][0] == doe["best_cell"]
+    mean = np.mean([np.load(project / f"data/predictions/{c}.npz")["test"] for c in TINY_CELLS], axis=0)
+    test = pd.read_csv(project / "data/external/test.csv")
+    sub = pd.read_csv(project / "submissions/ensemble.csv")
+    assert sub["Label"].tolist() == mean.argmax(1).tolist()
+    assert float((sub["Label"] == test["label"]).mean()) == pytest.approx(ensemble["test_accuracy"], abs=1e-6)
+    summary = json.loads((project / "metrics/summary.json").read_text())
+    assert summary["ensemble_test_accuracy"] == ensemble["test_accuracy"]
+    best = pd.read_csv(project / "submissions/best.csv")
+    assert best.equals(pd.read_csv(project / f"submissions/{doe['best_cell']}.csv"))
+    assert "## Ensemble" in (project / "metrics/report.md").read_text()
+    for cell, m in doe["cells"].items():  # test loss: the mean cross-entropy of the known test rows
+        proba = np.load(project / f"data/predictions/{cell}.npz")["test"]
+        expected = -np.mean(np.log(np.clip(proba[np.arange(len(test)), test["label"]], 1e-7, 1)))
+        assert m["test_loss"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_second_repro_is_up_to_date(fashion):
@@ -168,6 +191,8 @@ def test_sign_language_test_only_protocol_answers_the_client(tmp_path):
     }
     overrides = tiny_overrides("sign", cells=cells)
     overrides["split"] = {"protocol": "test-only", "val_fraction": 0.5}
+    letters = dict(zip([0, 1, 2, 3, 4, 5, 6, 7, 8, 10], "ABCDEFGHIL"))
+    overrides["data"]["class_names"] = letters
     project = make_project(tmp_path / "project", overrides)
     write_pair(project / "data/external", n_train=300, n_test=80, style="sign")
     dvc(project, "repro")
@@ -190,10 +215,13 @@ def test_sign_language_test_only_protocol_answers_the_client(tmp_path):
     assert 0.0 <= stats["mcnemar"]["p_value"] <= 1.0
     best = json.loads((project / "metrics/doe.json").read_text())["best_cell"]
     worst = str(stats["cells"][best]["worst_class"])
-    assert worst in label_map["classes"]
+    assert worst in letters.values()  # answers speak in the class names the params give
     report = (project / "metrics/report.md").read_text()
     assert "McNemar" in report and f"{stats['mcnemar']['p_value']:.3g}" in report
-    assert worst in report
+    assert f"- Worst class: {worst}," in report and set(stats["best_per_class"]) == set(letters.values())
+    pairs = pd.read_csv(project / f"plots/confusion/{best}.csv")
+    assert set(pairs["actual"]) <= set(letters.values()) and len(pairs) == 40
+    assert set(sub["Label"]) <= set(letters)  # submissions keep the original labels
 
 
 def test_kfold_protocol_reports_mean_and_sd(tmp_path):

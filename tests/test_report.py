@@ -90,6 +90,8 @@ def test_report_answers_the_client_in_original_labels(tmp_path, monkeypatch):
     assert best["most_common_confusion"] == {"true": "K", "predicted": "B", "count": 3}
     assert best["passes_targets"] is False and best["classes_below_target"] == 1
     assert metrics["cells"][SECOND]["most_common_confusion"] == {"true": "A", "predicted": "K", "count": 10}
+    assert metrics["best_per_class"]["A"] == {"precision": pytest.approx(10 / 11, abs=1e-6), "recall": 1.0,
+                                              "f1": pytest.approx(20 / 21, abs=1e-6), "support": 10}
     layers = metrics["anova"]["dense"]["terms"]["layers"]
     assert layers["p_value"] < 0.01 and metrics["anova"]["dense"]["observations"] == 12
 
@@ -104,7 +106,9 @@ def test_report_answers_the_client_in_original_labels(tmp_path, monkeypatch):
     assert "- Most common confusion: true K predicted as B, 3 times" in text
     assert "- Overall accuracy: 0.8667 (target 0.96: **missed**)" in text
     assert "- Classes below the per-class target 0.9: K (per-class target **missed**)" in text
-    assert "| B | 10 | 0.9000 | met |" in text and "| K | 10 | 0.7000 | **missed** |" in text
+    # B: 9 of 10 found, 12 predicted (3 of them K): precision 0.75, F1 0.8182; K: 7 found, none wrongly
+    assert "| B | 10 | 0.9000 | 0.7500 | 0.8182 | met |" in text
+    assert "| K | 10 | 0.7000 | 1.0000 | 0.8235 | **missed** |" in text
     assert "| dense-3x8 | 0.6000 | A (0.0000) | true A predicted as K, 10 times | **missed** |" in text
     assert "## Plots" not in text  # the other stages' plots are not there to link to
 
@@ -125,7 +129,7 @@ def test_report_without_replicates_or_test_labels(tmp_path, monkeypatch):
     assert "test acc" not in text
     assert "Not computed for dense: needs >= 2 replicate or fold accuracies" in text
     assert "- Most common confusion: none (no errors)" in text
-    assert "- [learning curves](../plots/learning_curves.png)" in text
+    assert "![learning curves](../plots/learning_curves.png)" in text
 
 
 def test_report_with_one_cell_skips_mcnemar(tmp_path, monkeypatch):

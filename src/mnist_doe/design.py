@@ -41,12 +41,13 @@ def _dump(key: str, value) -> str:
     """A section in block style; each design cell on one line, as params.yaml writes them."""
     if key == "doe" and isinstance(value, dict) and isinstance(value.get("cells"), dict):
         rest = {k: v for k, v in value.items() if k != "cells"}
-        lines = ["doe:\n", "  cells:\n"]
+        lines = ["doe:\n"]
+        if rest:  # the other doe keys (e.g. ensemble) first, as params.yaml has them, indented under doe
+            lines += [f"  {line}\n" for line in yaml.safe_dump(rest, sort_keys=False).splitlines()]
+        lines.append("  cells:\n")
         for name, cell in value["cells"].items():
             flow = yaml.safe_dump(cell, default_flow_style=True, sort_keys=False, width=1000).strip()
             lines.append(f"    {name}: {flow}\n")
-        if rest:
-            lines.append(yaml.safe_dump(rest, sort_keys=False, indent=2).replace("\n", "\n  ").rstrip() + "\n")
         return "".join(lines)
     return yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False, width=100)
 

@@ -19,9 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import accuracy_score  # noqa: E402
+from sklearn.metrics import accuracy_score, log_loss  # noqa: E402
 
-from .common import files, paths, results, stats  # noqa: E402
+from .common import files, params, paths, results, stats  # noqa: E402
 from .common.errors import run_stage  # noqa: E402
 
 LEARNING_CURVES = Path("plots/learning_curves.png")
@@ -63,21 +63,40 @@ def cell_metrics(summary: dict, proba: dict[str, np.ndarray], truth: results.Tru
         hits = int(np.sum(proba["test"].argmax(1)[known] == truth.y_test[known]))
         row["test_accuracy"] = round(hits / int(known.sum()), 6)
         row["test_accuracy_ci95"] = _interval(stats.wilson_interval(hits, int(known.sum())))
+        test = np.clip(proba["test"][known].astype(np.float64), 1e-7, 1.0)
+        row["test_loss"] = round(float(log_loss(truth.y_test[known], test / test.sum(1, keepdims=True),
+                                                labels=range(len(truth.classes)))), 6)
     return row
+
+
+def ensemble_metrics(members: list[str], probas: dict, truth: results.Truth) -> dict:
+    """The ensemble scored as a cell: the mean of its members' probabilities. Its validation
+    accuracy is optimistic: the members were chosen on that set."""
+    proba = results.ensemble_proba(probas, members)
+    summary = {"family": results.ENSEMBLE, "layers": 0, "nodes": 0, "epochs": 0, "runs": 1,
+               "train_accuracy": float("nan"),
+               "val_accuracy_mean": float(accuracy_score(truth.y_val, proba["val"].argmax(1)))}
+    row = cell_metrics(summary, proba, truth)
+    for key in ("family", "layers", "nodes", "epochs", "runs", "train_accuracy"):
+        row.pop(key)
+    return {"members": members, **row}
 
 
 def best_cell(cells: dict[str, dict]) -> str:
     """The highest validation accuracy; a tie goes to the name first in alphabetical order."""
-    return min(cells, key=lambda name: (-cells[name]["val_accuracy"], name))
+    return results.rank({name: m["val_accuracy"] for name, m in cells.items()})[0]
 
 
-def summarise(cells: dict[str, dict], truth: results.Truth) -> dict:
-    return {
+def summarise(cells: dict[str, dict], truth: results.Truth, ensemble: dict | None = None) -> dict:
+    doe = {
         "best_cell": best_cell(cells),
         "selected_by": "val_accuracy",
         "test_labels_known": truth.test_labels_known,
         "cells": cells,
     }
+    if ensemble:
+        doe["ensemble"] = ensemble
+    return doe
 
 
 def headline(doe: dict) -> dict:
@@ -90,6 +109,10 @@ def headline(doe: dict) -> dict:
         out["best_test_low"], out["best_test_high"] = best["test_accuracy_ci95"]
     else:
         out["best_val_low"], out["best_val_high"] = best["val_accuracy_ci95"]
+    if "ensemble" in doe:
+        out["ensemble_val_accuracy"] = doe["ensemble"]["val_accuracy"]
+        if doe["test_labels_known"]:
+            out["ensemble_test_accuracy"] = doe["ensemble"]["test_accuracy"]
     out["cells"] = {
         name: {k: m[k] for k in ("val_accuracy", "test_accuracy") if k in m} for name, m in doe["cells"].items()
     }
@@ -99,7 +122,7 @@ def headline(doe: dict) -> dict:
 def markdown_table(doe: dict) -> str:
     has_test = doe["test_labels_known"]
     head = ["cell", "family", "layers", "nodes", "epochs", "train acc", "val acc", "val 95% CI"]
-    head += ["test acc", "test 95% CI"] if has_test else []
+    head += ["test acc", "test 95% CI", "test loss"] if has_test else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ranked = sorted(doe["cells"].items(), key=lambda kv: (-kv[1]["val_accuracy"], kv[0]))
     for name, m in ranked:
@@ -110,7 +133,16 @@ def markdown_table(doe: dict) -> str:
             f"{m['val_accuracy']:.4f}" + (f" ± {m['val_accuracy_std']:.4f}" if "val_accuracy_std" in m else ""),
             "{:.4f}-{:.4f}".format(*m["val_accuracy_ci95"]),
         ]
-        row += [f"{m['test_accuracy']:.4f}", "{:.4f}-{:.4f}".format(*m["test_accuracy_ci95"])] if has_test else []
+        row += [f"{m['test_accuracy']:.4f}", "{:.4f}-{:.4f}".format(*m["test_accuracy_ci95"]),
+                f"{m['test_loss']:.4f}"] if has_test else []
+        lines.append("| " + " | ".join(row) + " |")
+    if "ensemble" in doe:
+        e = doe["ensemble"]
+        row = [f"ensemble of {', '.join(e['members'])}", "", "", "", "", "",
+               f"{e['val_accuracy']:.4f} (optimistic: its members were chosen on it)",
+               "{:.4f}-{:.4f}".format(*e["val_accuracy_ci95"])]
+        row += [f"{e['test_accuracy']:.4f}", "{:.4f}-{:.4f}".format(*e["test_accuracy_ci95"]),
+                f"{e['test_loss']:.4f}"] if has_test else []
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -168,7 +200,7 @@ def plot_learning_curves(tables: dict[str, pd.DataFrame]) -> None:
     files.save_png(fig, LEARNING_CURVES)
 
 
-def cell_timing(cell: str, summary: dict) -> dict | None:
+def cell_timing(cell: str) -> dict | None:
     """The machine-dependent timing train@cell left in timings/ (None when there is none)."""
     path = paths.TIMINGS_DIR / f"{cell}.json"
     if path.exists():
@@ -194,14 +226,15 @@ def write_timings(cells: dict[str, dict], timings: dict[str, dict]) -> None:
 
 def main() -> None:
     truth = results.load_truth()
-    cells, timings = {}, {}
+    cells, timings, summaries, probas = {}, {}, {}, {}
     for name in results.declared_cells():
-        summary, proba = results.load_predictions(name)
-        cells[name] = cell_metrics(summary, proba, truth)
-        timing = cell_timing(name, summary)
+        summaries[name], probas[name] = results.load_predictions(name)
+        cells[name] = cell_metrics(summaries[name], probas[name], truth)
+        timing = cell_timing(name)
         if timing:
             timings[name] = timing
-    doe = summarise(cells, truth)
+    members = results.ensemble_members(summaries, params.load().ensemble)
+    doe = summarise(cells, truth, ensemble_metrics(members, probas, truth) if members else None)
     files.write_json(paths.SUMMARY_METRICS, headline(doe))
     files.write_json(paths.DOE_METRICS, doe)
     files.write_text(paths.DOE_TABLE, markdown_table(doe))

@@ -22,6 +22,8 @@ HEATMAP_DIR = Path("plots/heatmaps")
 OTHER_PLOTS = {
     "learning curves": evaluate.LEARNING_CURVES,
     "confusion matrix of the best cell": confusion.BEST_HEATMAP,
+    "its errors: the confusion matrix without its diagonal, with the error sums": confusion.BEST_ERRORS,
+    "its misclassified images": confusion.MISCLASSIFIED,
 }
 
 
@@ -136,7 +138,9 @@ def _confusion_words(pair: dict | None) -> str:
 
 
 def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict | None,
-             anova: dict | None, anova_reasons: dict[str, str], heatmaps: dict[str, Path]) -> str:
+             anova: dict | None, anova_reasons: dict[str, str], heatmaps: dict[str, Path],
+             per_class: dict[str, dict] | None = None) -> str:
+    per_class = per_class or {}
     best = doe["best_cell"]
     a = answers[best]
     lines = ["# DOE report", ""]
@@ -155,10 +159,21 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
         lines += ["", f"### {family}", "", *family_table(doe, family), ""]
         lines.append(f"![{family}: validation accuracy over layers x nodes]({_link(heatmaps[family])})")
 
+    if "ensemble" in doe:
+        e = doe["ensemble"]
+        lines += ["", "## Ensemble", ""]
+        text = (f"The mean of the probabilities of the {len(e['members'])} best cells ({', '.join(e['members'])}): "
+                f"validation accuracy {_acc(e['val_accuracy'])} (optimistic: the members were chosen on it)")
+        if "test_accuracy" in e:
+            text += (f", test accuracy {_acc(e['test_accuracy'])} (95% CI {e['test_accuracy_ci95'][0]:.4f}-"
+                     f"{e['test_accuracy_ci95'][1]:.4f}), test loss {e['test_loss']:.4f}")
+        lines.append(text + ". Its submission: `submissions/ensemble.csv`.")
+
     present = {title: path for title, path in OTHER_PLOTS.items() if path.exists()}
     if present:
         lines += ["", "## Plots", ""]
-        lines += [f"- [{title}]({_link(path)})" for title, path in present.items()]
+        for title, path in present.items():
+            lines += [f"### {title[0].upper() + title[1:]}", "", f"![{title}]({_link(path)})", ""]
 
     lines += ["", "## Best versus second best (exact McNemar test)", ""]
     if mcnemar is None:
@@ -194,9 +209,11 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
     below = ", ".join(a["below_target"]) or "none"
     lines.append(f"- Classes below the per-class target {a['target_per_class']:g}: {below} "
                  f"(per-class target {_met(not a['below_target'])})")
-    lines += ["", "| class | images | accuracy | target |", "|---|---|---|---|"]
+    lines += ["", "| class | images | accuracy (recall) | precision | F1 | target |", "|---|---|---|---|---|---|"]
     for label, acc in a["per_class"].items():
-        lines.append(f"| {label} | {a['support'][label]} | {_acc(acc)} | {_met(a['passes_per_class'][label])} |")
+        prf = per_class.get(label, {})
+        lines.append(f"| {label} | {a['support'][label]} | {_acc(acc)} | {_acc(prf.get('precision', 0.0))} | "
+                     f"{_acc(prf.get('f1', 0.0))} | {_met(a['passes_per_class'][label])} |")
 
     lines += ["", "## Every cell", "", "| cell | overall | worst class | most common confusion | targets |",
               "|---|---|---|---|---|"]
@@ -235,7 +252,7 @@ def main() -> None:
         predicted[cell] = proba.argmax(1)
     answers = {
         cell: stats.client_answers(
-            y_true, predicted[cell], truth.classes, targets.target_overall, targets.target_per_class
+            y_true, predicted[cell], truth.names, targets.target_overall, targets.target_per_class
         )
         for cell in cells
     }
@@ -264,10 +281,12 @@ def main() -> None:
     if mcnemar:
         metrics["mcnemar"] = mcnemar
     metrics["cells"] = {cell: cell_stats(answers[cell]) for cell in cells}
+    per_class = stats.per_class_scores(y_true, predicted[best], truth.names)
+    metrics["best_per_class"] = per_class
     if anova:
         metrics["anova"] = anova
     files.write_json(STATS_METRICS, metrics)
-    files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps))
+    files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps, per_class))
 
     a = answers[best]
     print(f"report: best {best} on the {set_name} set: overall {a['overall']:.4f}, worst class "

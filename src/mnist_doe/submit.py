@@ -1,5 +1,6 @@
 """submit stage: one Kaggle submission CSV per cell, labels mapped back to their original values,
-and submissions/best.csv, a copy of the best cell's.
+submissions/best.csv, a copy of the best cell's, and submissions/ensemble.csv, the average of
+the best `doe.ensemble` cells' probabilities, when that is 2 or more.
 
 Each submission follows the submission format validate passes on (data/clean/submission.json):
 the sample submission's column names and ImageIds when one was given, else the test file's
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .common import files, paths, results
+from .common import files, params, paths, results
 from .common.errors import DataError, run_stage
 from .validate import SUBMISSION_FORMAT
 
@@ -40,29 +41,35 @@ def submission(truth: results.Truth, test_proba: np.ndarray, fmt: dict | None = 
 
 def best_cell(summaries: dict[str, dict]) -> str:
     """The cell evaluate will call best (see the module docstring)."""
-    return min(summaries, key=lambda cell: (-round(summaries[cell]["val_accuracy_mean"], 6), cell))
+    return results.rank({cell: s["val_accuracy_mean"] for cell, s in summaries.items()})[0]
 
 
 def main() -> None:
     truth = results.load_truth()
     cells = results.declared_cells()
-    if BEST in cells:
-        raise DataError(
-            f"a design cell is named {BEST!r}, and {paths.SUBMISSIONS_DIR / (BEST + '.csv')} holds the best "
-            "cell's submission; rename the cell"
-        )
+    for reserved, holds in ((BEST, "the best cell's"), (results.ENSEMBLE, "the ensemble's")):
+        if reserved in cells:
+            raise DataError(
+                f"a design cell is named {reserved!r}, and {paths.SUBMISSIONS_DIR / (reserved + '.csv')} holds "
+                f"{holds} submission; rename the cell"
+            )
     fmt = files.read_json(SUBMISSION_FORMAT) if SUBMISSION_FORMAT.exists() else None
-    summaries = {}
-    frames = {}
+    summaries, probas, frames = {}, {}, {}
     for cell in cells:
         summary, proba = results.load_predictions(cell)
-        summaries[cell] = summary
+        summaries[cell], probas[cell] = summary, proba
         frames[cell] = submission(truth, proba["test"], fmt)
         with files.atomic_path(paths.SUBMISSIONS_DIR / f"{cell}.csv") as tmp:
             frames[cell].to_csv(tmp, index=False)
     best = best_cell(summaries)
     with files.atomic_path(paths.SUBMISSIONS_DIR / f"{BEST}.csv") as tmp:
         frames[best].to_csv(tmp, index=False)
+    members = results.ensemble_members(summaries, params.load().ensemble)
+    if members:
+        ensemble = submission(truth, results.ensemble_proba(probas, members)["test"], fmt)
+        with files.atomic_path(paths.SUBMISSIONS_DIR / f"{results.ENSEMBLE}.csv") as tmp:
+            ensemble.to_csv(tmp, index=False)
+        print(f"submit: {results.ENSEMBLE}.csv averages {', '.join(members)}")
     print(
         f"submit: {len(cells)} submissions in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {best} "
         f"(validation accuracy {summaries[best]['val_accuracy_mean']:.4f})"

@@ -41,6 +41,7 @@ class DataParams:
     labels: list = field(default_factory=list)
     kaggle_zip: str = ""  # Kaggle's competition zip (train.csv, test.csv, sample_submission.csv)
     sample_submission_csv: str = ""  # its ImageIds and column names shape each submission
+    class_names: dict = field(default_factory=dict)  # label -> name shown in tables, plots, answers
 
 
 def _check_data(data: DataParams) -> None:
@@ -63,6 +64,16 @@ def _check_data(data: DataParams) -> None:
         not data.sample_submission_csv or bool(data.test_csv or data.kaggle_zip),
         "'data.sample_submission_csv' is set but neither 'data.test_csv' nor 'data.kaggle_zip' is",
     )
+    _require(isinstance(data.class_names, dict),
+             f"'data.class_names' must be a mapping of label to name, got {data.class_names!r}")
+    names: set[str] = set()
+    for label, name in data.class_names.items():
+        _require(isinstance(label, (str, int)) and not isinstance(label, bool) and normalise_label(label) != "",
+                 f"'data.class_names' has the key {label!r}; each key is a label (a number or a string)")
+        _require(isinstance(name, str) and name.strip() != "",
+                 f"'data.class_names.{label}' must be a non-empty name, got {name!r}")
+        _require(name not in names, f"'data.class_names' gives the name {name!r} to two labels")
+        names.add(name)
     seen: dict[str, Any] = {}
     for value in data.labels:
         _require(
@@ -162,6 +173,7 @@ class Params:
     cells: dict[str, Cell]
     report: ReportParams = field(default_factory=ReportParams)
     budget: BudgetParams = field(default_factory=BudgetParams)
+    ensemble: int = 0  # doe.ensemble: the best k cells' probabilities averaged (all, when fewer; 0: none)
 
     @property
     def runs_per_cell(self) -> int:
@@ -333,14 +345,19 @@ def parse(raw: Any) -> Params:
 
     doe = raw.get("doe")
     _require(isinstance(doe, dict), "'doe' must be a mapping with 'cells'")
-    unknown = sorted(set(doe) - {"cells"})
-    _require(not unknown, f"unknown key 'doe.{unknown[0] if unknown else ''}' (known: cells)")
+    unknown = sorted(set(doe) - {"cells", "ensemble"})
+    _require(not unknown, f"unknown key 'doe.{unknown[0] if unknown else ''}' (known: cells, ensemble)")
     cells_raw = doe.get("cells")
     _require(isinstance(cells_raw, dict) and cells_raw, "'doe.cells' is empty: declare at least one design cell")
     cells = {str(name): _cell(name, spec, train) for name, spec in cells_raw.items()}
+    ensemble = doe.get("ensemble", 0)
+    _require(
+        type(ensemble) is int and (ensemble == 0 or ensemble >= 2),
+        f"'doe.ensemble' must be 0 (none) or a whole number of cells, 2 or more, got {ensemble!r}",
+    )
     result = Params(
         data=data, validate=validate, split=split, augment=augment, train=train, cells=cells,
-        report=report, budget=budget,
+        report=report, budget=budget, ensemble=ensemble,
     )
     runs = len(cells) * result.runs_per_cell
     _require(

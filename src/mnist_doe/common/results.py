@@ -16,6 +16,11 @@ class Truth:
     y_val: np.ndarray  # labels of validation_rows(split), in that order
     y_test: np.ndarray  # one per test-file row; -1 where unknown or not scored as test
     test_labels_known: bool
+    names: list[str] = None  # what tables, plots and answers call each class (data.class_names)
+
+    def __post_init__(self):
+        if self.names is None:
+            object.__setattr__(self, "names", list(self.classes))
 
 
 def validation_rows(split: dict[str, np.ndarray]) -> np.ndarray:
@@ -32,12 +37,29 @@ def load_truth() -> Truth:
     y_source = y_test if source == paths.CLEAN_TEST else files.load_npz(paths.CLEAN_TRAIN)["y"]
     scored = np.full(len(y_test), -1, dtype=np.int64)
     scored[split["test_rows"]] = y_test[split["test_rows"]]
+    classes = [str(c) for c in label_map["classes"]]
     return Truth(
-        classes=[str(c) for c in label_map["classes"]],
+        classes=classes,
         y_val=y_source[validation_rows(split)],
         y_test=scored,
         test_labels_known=bool(np.any(scored >= 0)),
+        names=class_names(classes, params.load().data.class_names),
     )
+
+
+def class_names(classes: list[str], names: dict) -> list[str]:
+    """Each class's name from `data.class_names` (label -> name), its label text where none is
+    given. A name for a label the data does not have is an error, not ignored."""
+    from ..readers.csvfile import normalise_label  # readers import common: import here
+
+    given = {normalise_label(label): str(name) for label, name in names.items()}
+    unknown = sorted(set(given) - set(classes))
+    if unknown:
+        raise DataError(
+            f"params.yaml: 'data.class_names' names label {unknown[0]!r}, which the training data does not "
+            f"have (labels: {', '.join(classes)})"
+        )
+    return [given.get(label, label) for label in classes]
 
 
 def load_predictions(cell: str) -> tuple[dict, dict[str, np.ndarray]]:
@@ -66,3 +88,31 @@ def scored_split(truth: Truth) -> tuple[str, np.ndarray]:
 
 def original_labels(truth: Truth, indices: np.ndarray) -> np.ndarray:
     return np.asarray(truth.classes, dtype=str)[indices]
+
+
+def display_names(truth: Truth, indices: np.ndarray) -> np.ndarray:
+    """The classes' names (data.class_names), for people: tables, plots, answers."""
+    return np.asarray(truth.names, dtype=str)[indices]
+
+
+ENSEMBLE = "ensemble"
+
+
+def rank(val_accuracy: dict[str, float]) -> list[str]:
+    """Cell names best first: the highest validation accuracy (to 6 digits, as the metrics
+    are written), a tie going to the name first in alphabetical order."""
+    return sorted(val_accuracy, key=lambda cell: (-round(val_accuracy[cell], 6), cell))
+
+
+def ensemble_members(summaries: dict[str, dict], k: int) -> list[str]:
+    """The k best cells by their train summaries' mean validation accuracy, every cell when there
+    are fewer; [] when k < 2 or there is one cell only."""
+    if k < 2 or len(summaries) < 2:
+        return []
+    return rank({cell: s["val_accuracy_mean"] for cell, s in summaries.items()})[:k]
+
+
+def ensemble_proba(probas: dict[str, dict[str, np.ndarray]], members: list[str]) -> dict[str, np.ndarray]:
+    """The members' class probabilities averaged, on the validation rows and the test file."""
+    return {split: np.mean([probas[cell][split] for cell in members], axis=0).astype(np.float32)
+            for split in ("val", "test")}

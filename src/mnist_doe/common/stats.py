@@ -204,3 +204,18 @@ def mean_interval(values: Sequence[float], alpha: float = ALPHA) -> tuple[float,
         return (math.nan, math.nan)
     half = float(t.ppf(1 - alpha / 2, len(values) - 1)) * float(values.std(ddof=1)) / math.sqrt(len(values))
     return (float(values.mean()) - half, float(values.mean()) + half)
+
+
+def per_class_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict[str, dict]:
+    """scikit-learn's precision, recall and F1 per class (by name), on the rows with known labels."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    y_true, y_pred = _known(y_true, y_pred)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=range(len(classes)), zero_division=0
+    )
+    return {
+        str(name): {"precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f), 6),
+                    "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, support)
+    }
