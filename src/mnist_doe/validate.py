@@ -237,12 +237,24 @@ def plot_eda(result: Clean, out_dir: Path = paths.EDA_DIR) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = np.bincount(result.train_y, minlength=len(result.classes))
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(result.classes)), 4))
-    ax.bar(range(len(counts)), counts)
-    ax.set_xticks(range(len(counts)), result.classes)
+    # the training file's classes, and the test file's beside them when its labels are known
+    k = len(result.classes)
+    counts = np.bincount(result.train_y, minlength=k)
+    known = result.test_y[result.test_y >= 0] if result.test_labels_known else np.array([], dtype=np.int64)
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * k), 4))
+    if len(known):
+        width = 0.4
+        ax.bar(np.arange(k) - width / 2, counts / counts.sum(), width, label=f"training ({counts.sum()} rows)")
+        test_counts = np.bincount(known, minlength=k)
+        ax.bar(np.arange(k) + width / 2, test_counts / test_counts.sum(), width,
+               label=f"test ({test_counts.sum()} rows)")
+        ax.set_ylabel("share of the file's rows")
+        ax.legend(fontsize=8)
+    else:
+        ax.bar(range(k), counts)
+        ax.set_ylabel("training rows")
+    ax.set_xticks(range(k), result.classes)
     ax.set_xlabel("label")
-    ax.set_ylabel("training rows")
     ax.set_title("Class distribution (after quarantine)")
     _save(fig, out_dir / "class_distribution.png")
 
