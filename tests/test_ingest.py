@@ -178,3 +178,14 @@ def test_test_file_with_image_ids_and_its_answers(project):
     assert source["test"]["layout"] == "ImageId, 16 pixels" and source["test"]["id_column"] is True
     fmt = files.read_json(ingest.SUBMISSION_FORMAT)
     assert fmt["columns"] == ["ImageId", "Label"] and fmt["ids"] == ["30", "10", "20"]
+
+
+def test_a_data_file_outside_data_external_is_warned_about(project, capsys):
+    labels = [0, 1, 2, 3] * 5
+    kaggle_csv(project / "elsewhere/train.csv", tiny_images(labels), labels)
+    kaggle_csv(project / "data/external/test.csv", tiny_images([0] * 6, seed=1), header="digit")
+    write_params(project, data={"train_csv": "elsewhere/train.csv", "test_csv": "data/external/test.csv"})
+    ingest.main()
+    out = capsys.readouterr().out
+    assert "ingest: warning: elsewhere/train.csv is outside data/external/" in out
+    assert "test.csv is outside" not in out

@@ -153,8 +153,19 @@ def ingest(
     return source
 
 
+def untracked_inputs(data) -> list[str]:
+    """The configured data files outside data/external/, the folder the ingest stage depends on:
+    DVC does not see when they change, so results could go stale without a word."""
+    configured = [data.train_csv, data.test_csv, data.test_labels_csv, data.sample_submission_csv, data.kaggle_zip]
+    external = paths.EXTERNAL_DIR.resolve()
+    return [name for name in configured if name and not Path(name).resolve().is_relative_to(external)]
+
+
 def main() -> None:
     data = params.load().data
+    for name in untracked_inputs(data):
+        print(f"ingest: warning: {name} is outside {paths.EXTERNAL_DIR}/, so DVC does not see when it changes; "
+              f"move it under {paths.EXTERNAL_DIR}/ (or rerun with `dvc repro --force ingest` after a change)")
     answers = Path(data.test_labels_csv) if data.test_labels_csv else None
     sample = Path(data.sample_submission_csv) if data.sample_submission_csv else None
     if data.kaggle_zip:
