@@ -164,3 +164,27 @@ def test_report_targets_are_checked():
     raw["report"] = {"target_per_class": "high"}
     with pytest.raises(ParamsError, match="'report.target_per_class' must be a number, got 'high'"):
         params.parse(raw)
+
+
+def test_the_report_follows_an_optimizer_by_learning_rate_design(tmp_path, monkeypatch):
+    """Cells of one depth and width that differ in optimizer and learning rate are not pooled as
+    replicates of a layers x nodes cell: the report analyses the knobs that vary."""
+    monkeypatch.chdir(tmp_path)
+    grid = dict(zip(CELLS, [("sgd", 0.1), ("sgd", 0.01), ("adam", 0.1), ("adam", 0.01)]))
+    cells = {name: {"family": "dense", "layers": 2, "nodes": 8, "optimizer": opt, "learning_rate": lr}
+             for name, (opt, lr) in grid.items()}
+    write_inputs(tmp_path, cells=cells)
+    report.main()
+
+    metrics = files.read_json("metrics/stats.json")
+    assert set(metrics["factors"]) == {"optimizer", "learning_rate"}
+    adam = {r["value"]: r for r in metrics["factors"]["optimizer"]}["adam"]
+    assert adam["cells"] == 2 and adam["mean_val_accuracy"] == pytest.approx((0.90 + 0.93) / 2)
+    assert set(metrics["anova"]["terms"]) == {"optimizer", "learning_rate"}
+    assert metrics["anova"]["observations"] == 12  # 4 cells x 3 runs, none pooled
+    text = (tmp_path / "metrics/report.md").read_text()
+    assert "Which factors matter?" in text and "Do depth and width matter?" not in text
+    assert "![optimizer x learning rate](../plots/factors/optimizer_x_learning_rate.png)" in text
+    assert not (tmp_path / "plots/heatmaps/dense.png").exists()  # one depth, one width: no heatmap
+    for name in ("optimizer", "learning_rate", "optimizer_x_learning_rate"):
+        assert (tmp_path / f"plots/factors/{name}.png").stat().st_size > 0

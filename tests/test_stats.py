@@ -142,3 +142,17 @@ def test_best_cell_ties_go_to_the_name_not_the_clock():
 
     cells = {"b": {"val_accuracy": 0.9}, "a": {"val_accuracy": 0.9}, "c": {"val_accuracy": 0.8}}
     assert best_cell(cells) == "a"
+
+
+def test_factor_anova_needs_residuals_and_independent_factors():
+    rows = [{"opt": o, "lr": lr, "accuracies": [a]} for (o, lr), a in
+            zip([("sgd", 1), ("sgd", 2), ("adam", 1), ("adam", 2)], [0.90, 0.92, 0.80, 0.83])]
+    table, reason = stats.factor_anova(rows, ["opt", "lr"])
+    assert table is not None and reason is None and table["residual_df"] == 1
+    # optimizer moves accuracy by 0.095, the rate by 0.025: the larger effect has the smaller p
+    assert table["terms"]["opt"]["p_value"] < table["terms"]["lr"]["p_value"]
+    # a factor that always moves with another cannot be told apart from it
+    confounded = [{**r, "name": r["opt"]} for r in rows]
+    assert stats.factor_anova(confounded, ["opt", "name"])[1].startswith("the design confounds")
+    # two cells, two parameters: nothing left to estimate the error
+    assert "leave no residual" in stats.factor_anova(rows[:2], ["lr"])[1]

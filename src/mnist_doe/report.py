@@ -3,6 +3,7 @@ as metrics/stats.json (for `dvc metrics`) and metrics/report.md (for people)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -48,6 +49,99 @@ def anova_rows(doe: dict) -> list[dict]:
         }
         for m in doe["cells"].values()
     ]
+
+
+FACTOR_DIR = Path("plots/factors")
+LAYERS_X_NODES = {"family", "layers", "nodes"}
+
+
+def _level(value):
+    """A factor's value as one level: a list (a width per layer, say) as `256-512`."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return value
+
+
+def cell_factors(cell: params.Cell) -> dict:
+    """Every knob of a cell: its design (family, depth, widths and the rest) and its training
+    knobs, shared ones included, as the cell trains with them."""
+    values = {f.name: getattr(cell, f.name) for f in dataclasses.fields(cell) if f.name not in ("name", "train")}
+    values.update(dataclasses.asdict(cell.train))
+    return {name: _level(value) for name, value in values.items()}
+
+
+def varying_factors(cells: dict[str, params.Cell]) -> dict[str, dict[str, object]]:
+    """The knobs whose value is not the same in every cell: the design's factors, in the order
+    the cells declare them (design keys first), each as {cell: value}."""
+    table = {name: cell_factors(cell) for name, cell in cells.items()}
+    knobs = list(dict.fromkeys(k for values in table.values() for k in values))
+    return {k: {name: table[name].get(k) for name in table} for k in knobs
+            if len({repr(values.get(k)) for values in table.values()}) > 1}
+
+
+def _ordered(levels):
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
+    return sorted(levels) if numeric else sorted(levels, key=str), numeric
+
+
+def main_effects(doe: dict, factors: dict[str, dict]) -> dict[str, list[dict]]:
+    """Per factor, per value: how many cells have it, their mean and best validation accuracy."""
+    out = {}
+    for factor, by_cell in factors.items():
+        levels, _ = _ordered(list(dict.fromkeys(by_cell.values())))
+        rows = []
+        for level in levels:
+            names = [c for c, v in by_cell.items() if v == level]
+            accs = [doe["cells"][c]["val_accuracy"] for c in names]
+            best = names[int(np.argmax(accs))]
+            rows.append({"value": level, "cells": len(names), "mean_val_accuracy": round(float(np.mean(accs)), 6),
+                         "best_val_accuracy": round(float(max(accs)), 6), "best_cell": best})
+        out[factor] = rows
+    return out
+
+
+def plot_factor(doe: dict, factor: str, by_cell: dict) -> Path:
+    """Validation accuracy against one factor: every cell a point with its 95% interval, the
+    mean per value a line."""
+    levels, numeric = _ordered(list(dict.fromkeys(by_cell.values())))
+    position = {level: (level if numeric else i) for i, level in enumerate(levels)}
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for cell, level in by_cell.items():
+        m = doe["cells"][cell]
+        low, high = m["val_accuracy_ci95"]
+        ax.errorbar(position[level], m["val_accuracy"], yerr=[[m["val_accuracy"] - low], [high - m["val_accuracy"]]],
+                    fmt="o", color="C0", alpha=0.6, capsize=3)
+    means = [np.mean([doe["cells"][c]["val_accuracy"] for c, v in by_cell.items() if v == level]) for level in levels]
+    ax.plot([position[level] for level in levels], means, "-", color="C1", label="mean over the cells")
+    if numeric and factor in ("learning_rate", "l1", "l2", "C", "alpha") and min(levels) > 0:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(levels)), [str(level) for level in levels], rotation=20)
+    ax.set(xlabel=factor, ylabel="validation accuracy",
+           title=f"Validation accuracy by {factor} (each cell with its 95% interval)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = FACTOR_DIR / f"{factor}.png"
+    files.save_png(fig, path)
+    return path
+
+
+def plot_optimizer_by_rate(doe: dict, factors: dict) -> Path:
+    """Validation accuracy against the learning rate, a line per optimizer (when both vary)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    optimizers, rates = factors["optimizer"], factors["learning_rate"]
+    for opt in sorted(set(optimizers.values())):
+        points = sorted((rates[c], doe["cells"][c]["val_accuracy"]) for c, o in optimizers.items() if o == opt)
+        ax.plot([r for r, _ in points], [a for _, a in points], "o-", label=opt)
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate", ylabel="validation accuracy", title="Optimizer x learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = FACTOR_DIR / "optimizer_x_learning_rate.png"
+    files.save_png(fig, path)
+    return path
 
 
 def families(doe: dict) -> list[str]:
@@ -139,7 +233,7 @@ def _confusion_words(pair: dict | None) -> str:
 
 def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict | None,
              anova: dict | None, anova_reasons: dict[str, str], heatmaps: dict[str, Path],
-             per_class: dict[str, dict] | None = None) -> str:
+             per_class: dict[str, dict] | None = None, design: tuple | None = None) -> str:
     per_class = per_class or {}
     best = doe["best_cell"]
     a = answers[best]
@@ -157,7 +251,26 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
     lines += ["", "## Results per family"]
     for family in families(doe):
         lines += ["", f"### {family}", "", *family_table(doe, family), ""]
-        lines.append(f"![{family}: validation accuracy over layers x nodes]({_link(heatmaps[family])})")
+        if family in heatmaps:
+            lines.append(f"![{family}: validation accuracy over layers x nodes]({_link(heatmaps[family])})")
+
+    effects, factor_plots = design or ({}, {})
+    if effects:
+        lines += ["", "## The design's factors", "",
+                  "The knobs that differ between cells, each with the validation accuracy of the cells at "
+                  "each of its values (means hide the other factors: read them beside the ANOVA below).", ""]
+        for factor, rows in effects.items():
+            lines += [f"### {factor}", "", "| value | cells | mean val acc | best val acc | best cell |",
+                      "|---|---|---|---|---|"]
+            for r in rows:
+                lines.append(f"| {r['value']} | {r['cells']} | {_acc(r['mean_val_accuracy'])} | "
+                             f"{_acc(r['best_val_accuracy'])} | {r['best_cell']} |")
+            lines.append("")
+            if factor in factor_plots:
+                lines += [f"![validation accuracy by {factor}]({_link(factor_plots[factor])})", ""]
+        if "optimizer x learning_rate" in factor_plots:
+            lines += ["### optimizer x learning rate", "",
+                      f"![optimizer x learning rate]({_link(factor_plots['optimizer x learning_rate'])})", ""]
 
     if "ensemble" in doe:
         e = doe["ensemble"]
@@ -188,8 +301,11 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
                "not significant at 0.05: the data do not show that one cell is more accurate than the other.")
         )
 
-    lines += ["", "## Do depth and width matter? (two-way ANOVA of validation accuracy)", ""]
-    for family, table in (anova or {}).items():
+    two_way = anova is None or "terms" not in anova
+    title = ("Do depth and width matter? (two-way ANOVA of validation accuracy)" if two_way else
+             "Which factors matter? (ANOVA of validation accuracy on the design's factors, main effects)")
+    lines += ["", f"## {title}", ""]
+    for family, table in ((anova or {}).items() if two_way else [("every cell", anova)]):
         lines += [f"{family} ({table['observations']} observations, residual df {table['residual_df']}):", ""]
         lines += ["| term | df | F | p-value |", "|---|---|---|---|"]
         for term, t in table["terms"].items():
@@ -263,14 +379,32 @@ def main() -> None:
         test = stats.mcnemar_exact(y_true, predicted[best], predicted[second], names=(best, second))
         mcnemar = {"best": best, "second": second, **{k: test[k] for k in ("b", "c", "p_value", "significant")}}
 
+    declared = params.load().cells
+    factors = varying_factors({cell: declared[cell] for cell in cells})
     rows = anova_rows(doe)
-    anova = stats.two_way_anova(rows)
-    anova_reasons = {
-        family: stats.anova_shortfall([r for r in rows if r["family"] == family])
-        for family in families(doe)
-        if family not in (anova or {})
+    if set(factors) <= LAYERS_X_NODES:
+        # depth and width are the whole design: a two-way ANOVA per family, with interaction
+        anova = stats.two_way_anova(rows)
+        anova_reasons = {
+            family: stats.anova_shortfall([r for r in rows if r["family"] == family])
+            for family in families(doe)
+            if family not in (anova or {})
+        }
+    else:
+        # other knobs vary: every factor at once, no cells pooled
+        for row, cell in zip(rows, doe["cells"]):
+            row.update({factor: by_cell[cell] for factor, by_cell in factors.items()})
+        anova, reason = stats.factor_anova(rows, list(factors))
+        anova_reasons = {"the design": reason} if reason else {}
+    heatmaps = {
+        family: plot_heatmap(doe, family) for family in families(doe)
+        if len({m["layers"] for m in doe["cells"].values() if m["family"] == family}) > 1
+        and len({str(m["nodes"]) for m in doe["cells"].values() if m["family"] == family}) > 1
     }
-    heatmaps = {family: plot_heatmap(doe, family) for family in families(doe)}
+    effects = main_effects(doe, factors)
+    factor_plots = {factor: plot_factor(doe, factor, by_cell) for factor, by_cell in factors.items()}
+    if {"optimizer", "learning_rate"} <= set(factors):
+        factor_plots["optimizer x learning_rate"] = plot_optimizer_by_rate(doe, factors)
 
     metrics = {
         "scored_split": split,
@@ -283,10 +417,12 @@ def main() -> None:
     metrics["cells"] = {cell: cell_stats(answers[cell]) for cell in cells}
     per_class = stats.per_class_scores(y_true, predicted[best], truth.names)
     metrics["best_per_class"] = per_class
+    metrics["factors"] = effects
     if anova:
         metrics["anova"] = anova
     files.write_json(STATS_METRICS, metrics)
-    files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps, per_class))
+    files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps, per_class,
+                                      (effects, factor_plots)))
 
     a = answers[best]
     print(f"report: best {best} on the {set_name} set: overall {a['overall']:.4f}, worst class "

@@ -4,6 +4,7 @@ and do depth and width matter. Pure functions over arrays and plain rows; no fil
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from typing import Sequence
 
@@ -219,3 +220,48 @@ def per_class_scores(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[s
                     "support": int(s)}
         for name, p, r, f, s in zip(classes, precision, recall, f1, support)
     }
+
+
+def factor_anova(rows: Sequence[dict], factors: Sequence[str]) -> tuple[dict | None, str | None]:
+    """Main-effects ANOVA (type II) of validation accuracy on the design's varying `factors`.
+
+    Each row is one cell: its value of every factor and its accuracies (one per fold or
+    replicate). Cells are never pooled: every accuracy is an observation of its own cell's
+    factor values, so a knob's effect cannot pass for replicate noise. Returns (table, None),
+    or (None, the reason it cannot be computed): too few observations for the parameters, or
+    factors that the design confounds (their columns not independent).
+    """
+    if not factors:
+        return None, "no factor varies across the cells"
+    frame = pd.DataFrame(
+        [{**{f"f{i}": str(row[f]) for i, f in enumerate(factors)}, "acc": float(acc)}
+         for row in rows for acc in row["accuracies"]]
+    )
+    formula = "acc ~ " + " + ".join(f"C(f{i})" for i in range(len(factors)))
+    with warnings.catch_warnings():  # a rank-deficient design is refused just below, in words
+        warnings.simplefilter("ignore")
+        model = ols(formula, data=frame).fit()
+    columns = model.model.exog.shape[1]
+    rank = int(np.linalg.matrix_rank(model.model.exog))
+    if rank < columns:
+        return None, f"the design confounds its factors ({', '.join(factors)}): not every effect can be told apart"
+    residual_df = len(frame) - rank
+    if residual_df < 1:
+        return None, (f"{len(frame)} observations for {rank} parameters leave no residual: add replicates "
+                      f"(split.replicates) or folds")
+    if float(np.ptp(model.resid)) == 0.0:
+        return None, "the accuracies are fitted exactly, so there is no error term"
+    table = anova_lm(model, typ=2)
+    return {
+        "observations": len(frame),
+        "terms": {
+            factor: {
+                "df": int(table.loc[f"C(f{i})", "df"]),
+                "sum_sq": _number(table.loc[f"C(f{i})", "sum_sq"]),
+                "F": _number(table.loc[f"C(f{i})", "F"]),
+                "p_value": _number(table.loc[f"C(f{i})", "PR(>F)"]),
+            }
+            for i, factor in enumerate(factors)
+        },
+        "residual_df": residual_df,
+    }, None
