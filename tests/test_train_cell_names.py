@@ -17,7 +17,7 @@ NAMES = ["x;touch pwned", "$(touch pwned)", "y';touch pwned;'"]
 
 def refused(name: str) -> str:
     return (
-        f"cell name {name!r} must start with a letter or digit and hold only letters, digits, '-', '_' and '.'"
+        f"cell name {name!r} must start with a letter or digit and hold only letters, digits, '-' and '_'"
     )
 
 

@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     design = yaml.safe_load(args.design.read_text())
     if not isinstance(design, dict) or not design:
         raise params.ParamsError(f"{args.design}: a design is a mapping of params.yaml sections")
+    if "tuning" in design:  # a one-at-a-time study: its steps are run by mnist_doe.tune, not declared here
+        design = {k: v for k, v in design.items() if k != "tuning"}
+        print(f"design: {args.design} holds one-at-a-time tuning steps: run them with "
+              f"`python -m mnist_doe.tune {args.design}`")
+        if not design:
+            return
     text = apply(args.params.read_text(), design)
     params.parse(yaml.safe_load(text))
     files.write_text(args.params, text)

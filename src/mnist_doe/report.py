@@ -56,27 +56,53 @@ LAYERS_X_NODES = {"family", "layers", "nodes"}
 
 
 def _level(value):
-    """A factor's value as one level: a list (a width per layer, say) as `256-512`."""
+    """A factor's value as one level: a list (a width per layer, say) as `256-512`, one that
+    repeats one value (the same rate in every block) as that value, so depth alone does not
+    make it a factor."""
     if isinstance(value, (list, tuple)):
-        return "-".join(str(v) for v in value)
+        levels = [_level(v) for v in value]
+        if levels and all(level == levels[0] for level in levels):
+            return levels[0]
+        return "-".join(str(level) for level in levels)
     return value
 
 
-def cell_factors(cell: params.Cell) -> dict:
-    """Every knob of a cell: its design (family, depth, widths and the rest) and its training
-    knobs, shared ones included, as the cell trains with them."""
-    values = {f.name: getattr(cell, f.name) for f in dataclasses.fields(cell) if f.name not in ("name", "train")}
+def cell_factors(cell: params.Cell) -> tuple[dict, dict]:
+    """Every knob of a cell: (its design and training knobs, shared ones included, as the cell
+    trains with them; what it builds beyond those: kernel size, padding, head, ...). A key the
+    first gives is not repeated in the second, or it would confound with itself."""
+    values = {f.name: getattr(cell, f.name) for f in dataclasses.fields(cell)
+              if f.name not in ("name", "train", "net")}
     values.update(dataclasses.asdict(cell.train))
-    return {name: _level(value) for name, value in values.items()}
+    net = getattr(cell, "net", None)
+    built = ({k: v for k, v in dataclasses.asdict(net).items() if k not in values}
+             if dataclasses.is_dataclass(net) else {})
+    return ({k: _level(v) for k, v in values.items()}, {k: _level(v) for k, v in built.items()})
 
 
 def varying_factors(cells: dict[str, params.Cell]) -> dict[str, dict[str, object]]:
     """The knobs whose value is not the same in every cell: the design's factors, in the order
-    the cells declare them (design keys first), each as {cell: value}."""
-    table = {name: cell_factors(cell) for name, cell in cells.items()}
-    knobs = list(dict.fromkeys(k for values in table.values() for k in values))
-    return {k: {name: table[name].get(k) for name in table} for k in knobs
-            if len({repr(values.get(k)) for values in table.values()}) > 1}
+    the cells declare them, each as {cell: value}. An architecture key counts when it differs
+    between cells of one family (between families, the family itself is the factor)."""
+    declared, built = {}, {}
+    for name, cell in cells.items():
+        declared[name], built[name] = cell_factors(cell)
+
+    def varies(table: dict, key: str, group: list[str]) -> bool:
+        return len({repr(table[name].get(key)) for name in group}) > 1
+
+    out = {}
+    everyone = list(cells)
+    for key in dict.fromkeys(k for values in declared.values() for k in values):
+        if varies(declared, key, everyone):
+            out[key] = {name: declared[name].get(key) for name in cells}
+    by_family: dict[str, list[str]] = {}
+    for name, cell in cells.items():
+        by_family.setdefault(cell.family, []).append(name)
+    for key in dict.fromkeys(k for values in built.values() for k in values):
+        if any(varies(built, key, group) for group in by_family.values()):
+            out[key] = {name: built[name].get(key) for name in cells}
+    return out
 
 
 def _ordered(levels):
@@ -396,6 +422,8 @@ def main() -> None:
             row.update({factor: by_cell[cell] for factor, by_cell in factors.items()})
         anova, reason = stats.factor_anova(rows, list(factors))
         anova_reasons = {"the design": reason} if reason else {}
+    for folder in (HEATMAP_DIR, FACTOR_DIR):  # outputs of this stage, even when they hold no plot
+        folder.mkdir(parents=True, exist_ok=True)
     heatmaps = {
         family: plot_heatmap(doe, family) for family in families(doe)
         if len({m["layers"] for m in doe["cells"].values() if m["family"] == family}) > 1

@@ -24,9 +24,47 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
 RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
 DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
 PROTOCOLS = ("holdout", "kfold", "test-only")
-SCHEDULES = ("none", "step", "exponential")
+SCHEDULES = ("none", "step", "exponential", "multiply")
+MONITORS = ("val_loss", "val_accuracy")  # what early stopping and the plateau rule watch
+ENGINES = ("fast", "keras")  # the fast loop (engine/loop.py) or model.fit (engine/keras_fit.py)
 # a cell name becomes part of a shell command (dvc.yaml: train's cmd) and of paths: nothing else
-CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# no '.': DVC reads a cell's params as the path doe.cells.<name>, and a dot would split it
+CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+# What a cell builds (engine/models.py's docstring describes every key)
+IMAGE_SIDE = 28  # the MNIST family's images: a cnn is checked against it when params load
+ACTIVATIONS = ("relu", "elu", "selu", "gelu", "swish", "tanh", "sigmoid", "leaky_relu", "linear")
+PADDINGS = ("same", "valid")
+POOLINGS = ("max", "average", "none")
+TOPS = ("flatten", "global_average")
+BN_POSITIONS = ("before", "after")
+SCALINGS = ("unit", "centred")
+SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")  # logreg
+MLP_SOLVERS = ("sgd", "adam")  # the mlp's solver is its optimizer
+MLP_SCHEDULES = ("none", "invscaling")
+KERAS_NET_KEYS = ("activation", "activity_l1", "activity_l2", "batch_norm_position", "input_batch_norm", "input_scaling")
+HEAD_KEYS = ("head", "head_dropout", "head_batch_norm")
+CNN_KEYS = ("filter_growth", "convs_per_block", "kernel_size", "padding", "pooling", "pool_padding",
+            "block_dropout", "top", "flatten_batch_norm")
+FAMILY_KEYS = {
+    "dense": KERAS_NET_KEYS,
+    "cnn": KERAS_NET_KEYS + CNN_KEYS + HEAD_KEYS,
+    "lstm": KERAS_NET_KEYS + HEAD_KEYS,
+    "logreg": ("C", "solver"),
+    "mlp": ("alpha", "power_t"),
+}
+# train knobs a baseline cannot honour: refused when a baseline cell sets them itself
+KERAS_ONLY_KNOBS = ("dropout", "l1", "l2", "batch_norm", "mixed_precision", "decay_rate", "decay_epochs", "rho")
+BASELINE_REFUSES = {
+    "mlp": KERAS_ONLY_KNOBS,
+    "logreg": KERAS_ONLY_KNOBS + ("batch_size", "optimizer", "learning_rate", "patience", "schedule", "momentum",
+                                  "nesterov", "beta_1", "beta_2", "epsilon"),
+}
+# optimizer knobs (None: the library's own default) and the optimizers that take them
+OPTIMIZER_KNOBS = {
+    "momentum": ("sgd", "rmsprop"), "nesterov": ("sgd",), "beta_1": ("adam", "nadam"),
+    "beta_2": ("adam", "nadam"), "epsilon": ("adam", "nadam", "rmsprop"), "rho": ("rmsprop",),
+}
 
 
 class ParamsError(ValueError):
@@ -263,14 +301,21 @@ def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
     key = f"doe.cells.{name}"
     _require(
         CELL_NAME.fullmatch(str(name)) is not None,
-        f"cell name {str(name)!r} must start with a letter or digit and hold only letters, digits, '-', '_' and '.'",
+        f"cell name {str(name)!r} must start with a letter or digit and hold only letters, digits, '-' and '_'",
     )
     _require(isinstance(raw, dict), f"'{key}' must be a mapping with family, layers, nodes")
-    missing = [k for k in ("family", "layers", "nodes") if k not in raw]
+    # with a list of widths, layers is its length and may be left out
+    needed = ("family", "nodes") if isinstance(raw.get("nodes"), list) else ("family", "layers", "nodes")
+    missing = [k for k in needed if k not in raw]
     _require(not missing, f"'{key}' is missing '{missing[0] if missing else ''}'")
-    overrides = {k: v for k, v in raw.items() if k not in ("family", "layers", "nodes")}
+    family = raw["family"]
+    _require(
+        family in FAMILIES, f"'{key}.family' is {family!r}; choose one of {', '.join(FAMILIES)}"
+    )
     train_keys = {f.name for f in fields(TrainParams)}
-    unknown = sorted(set(overrides) - train_keys)
+    net_keys = {k for keys in FAMILY_KEYS.values() for k in keys}
+    given = set(raw) - {"family", "layers", "nodes"}
+    unknown = sorted(given - train_keys - net_keys)
     _require(
         not unknown,
         f"unknown key '{key}.{unknown[0] if unknown else ''}' "
