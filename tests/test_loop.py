@@ -38,7 +38,7 @@ def trainer(model) -> Trainer:
     return Trainer(model, 64, tf.distribute.get_strategy())
 
 
-def fit(t: Trainer, x, y, epochs: int, backup, patience: int = 0, rate=lambda epoch: 0.01, log=None) -> int:
+def fit(t: Trainer, x, y, epochs: int, backup, patience: int = 0, rate=lambda epoch, current: 0.01, log=None) -> int:
     return t.fit(
         (x[:300], y[:300]), (x[300:], y[300:]), epochs=epochs, seed=5, learning_rate=rate,
         patience=patience, backup=backup, fingerprint="f", log=log or (lambda metrics: None),
@@ -60,7 +60,7 @@ def test_one_epoch_matches_keras_fit_on_the_same_batches(tmp_path):
     ours = dense_model("sgd", l2=1e-3)
     logged = []
     t = trainer(ours)
-    t.fit((x, y), (x, y), epochs=1, seed=5, learning_rate=lambda e: 0.01, patience=0,
+    t.fit((x, y), (x, y), epochs=1, seed=5, learning_rate=lambda e, lr: 0.01, patience=0,
           backup=tmp_path / "state.npz",
           fingerprint="f", log=logged.append)
 
@@ -112,7 +112,7 @@ def test_early_stopping_restores_the_best_epoch_and_survives_a_resume(tmp_path):
     `patience` bad epochs with the best epoch's weights, and a rerun does not train on."""
     x, y = digits()
     logged = []
-    rate = lambda epoch: 0.01 if epoch < 2 else 50.0  # noqa: E731
+    rate = lambda epoch, current: 0.01 if epoch < 2 else 50.0  # noqa: E731
     model = dense_model("sgd")
     t = trainer(model)
     backup = tmp_path / "state.npz"
@@ -151,7 +151,7 @@ def test_two_replicas_learn_what_one_device_learns(tmp_path):
                 model = dense_model("sgd", l2=1e-3)
                 t = Trainer(model, 64, strategy)
             logs = []
-            t.fit((x[:300], y[:300]), (x[300:], y[300:]), epochs=2, seed=5, learning_rate=lambda e: 0.05,
+            t.fit((x[:300], y[:300]), (x[300:], y[300:]), epochs=2, seed=5, learning_rate=lambda e, lr: 0.05,
                   patience=0, backup=Path(sys.argv[1]) / name / "state.npz", fingerprint="f", log=logs.append)
             out[name] = {"weights": [v.numpy().ravel().tolist() for v in model.trainable_variables],
                          "loss": [m["loss"] for m in logs], "replicas": strategy.num_replicas_in_sync,
@@ -287,7 +287,7 @@ def test_a_batch_in_two_parts_learns_what_the_whole_batch_learns(tmp_path):
         model = dense_model("sgd", l2=1e-3)
         t = Trainer(model, 64, tf.distribute.get_strategy(), splits=splits)
         logs = []
-        t.fit((x[:257], y[:257]), (x[300:], y[300:]), epochs=2, seed=5, learning_rate=lambda e: 0.05,
+        t.fit((x[:257], y[:257]), (x[300:], y[300:]), epochs=2, seed=5, learning_rate=lambda e, lr: 0.05,
               patience=0, backup=tmp_path / str(splits) / "state.npz", fingerprint="f", log=logs.append)
         out[splits] = ([v.numpy() for v in model.trainable_variables], logs, int(model.optimizer.iterations.numpy()))
     assert out[1][2] == out[2][2] == 10

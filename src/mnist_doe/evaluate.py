@@ -58,6 +58,10 @@ def cell_metrics(summary: dict, proba: dict[str, np.ndarray], truth: results.Tru
     else:
         hits = int(np.sum(val_pred == truth.y_val))
         row["val_accuracy_ci95"] = _interval(stats.wilson_interval(hits, len(truth.y_val)))
+    # the best epoch by validation accuracy and by validation loss (the train stage's summary)
+    for key in ("best_val_accuracy", "best_val_accuracy_epoch", "min_val_loss", "min_val_loss_epoch"):
+        if summary.get(key) is not None:
+            row[key] = int(summary[key]) if key.endswith("_epoch") else round(float(summary[key]), 6)
     known = truth.y_test >= 0
     if truth.test_labels_known:
         hits = int(np.sum(proba["test"].argmax(1)[known] == truth.y_test[known]))

@@ -100,6 +100,31 @@ def run_inputs(inputs: dict, fold: int) -> dict[str, np.ndarray]:
     }
 
 
+def read_curve(path: Path, name: str) -> list[float]:
+    """The values of a DVCLive curve file (`step` and `name` columns), in step order; [] when absent."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    if not lines:
+        return []
+    columns = lines[0].split("\t")
+    step, value = columns.index("step"), columns.index(name)
+    rows = sorted((int(cells[step]), float(cells[value])) for row in lines[1:] if len(cells := row.split("\t")) == len(columns))
+    return [v for _, v in rows]
+
+
+def cell_best_epochs(curves: list[dict[str, list[float]]]) -> dict:
+    """A cell's best epochs: those of the mean of its runs' curves, over the epochs every run
+    trained (one run: its own)."""
+    from .engine.callbacks import best_epochs
+
+    mean = {}
+    for name in ("val_accuracy", "val_loss"):
+        length = min(len(c[name]) for c in curves)
+        mean[name] = np.mean([c[name][:length] for c in curves], axis=0) if length else []
+    return best_epochs(mean["val_accuracy"], mean["val_loss"])
+
+
 class RunLog:
     """DVCLive for one run: epochs as steps, metric names prefixed by the run's name.
 
@@ -139,6 +164,16 @@ class RunLog:
     def log_metric(self, name: str, value: float) -> None:
         self.live.log_metric(self.prefix + name, value)
 
+    def curve(self, name: str) -> list[float]:
+        """The values of metric `name`, one per epoch (this run's, resumed epochs included)."""
+        return read_curve(self.curves / f"{name}.tsv", name)
+
+    def best_epochs(self) -> dict:
+        """The run's best epoch by validation accuracy and by validation loss (`callbacks.best_epochs`)."""
+        from .engine.callbacks import best_epochs
+
+        return best_epochs(self.curve("val_accuracy"), self.curve("val_loss"))
+
     def next_step(self) -> None:
         self.live.next_step()
         self._keep()
@@ -167,8 +202,9 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     tf = hardware.import_tensorflow()
     import keras
 
+    from .engine.callbacks import plateau_for, rate_schedule, stopping_for
     from .engine.loop import Trainer
-    from .engine.models import BUILDERS, Regularisation, learning_rate_at, optimizer
+    from .engine.models import BUILDERS, Regularisation, optimizer
     from .engine.forward import training_forward
 
     t = cell.train
@@ -203,10 +239,11 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
-            # dropout as a multiplication by Keras' own mask; on a CPU, stacked LSTMs train
-            # through a written-out backward pass (a GPU keeps cuDNN's)
-            forward = training_forward(model, lstms=not gpus)
-            trainer = Trainer(model, t.batch_size, strategy, splits, forward=forward)
+            if t.engine == "fast":  # engine keras: model.fit trains the model as Keras built it
+                # dropout as a multiplication by Keras' own mask; on a CPU, stacked LSTMs train
+                # through a written-out backward pass (a GPU keeps cuDNN's)
+                forward = training_forward(model, lstms=not gpus)
+                trainer = Trainer(model, t.batch_size, strategy, splits, forward=forward)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -220,13 +257,24 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         [cell.family, cell.layers, cell.nodes, dataclasses.asdict(t), list(data["x_fit"].shape), n_classes,
          arrays_digest(data), code_version()]
     )
+    if t.engine == "keras":
+        from .engine import keras_fit
+
+        print("train: engine keras (model.fit with Keras' callbacks)", flush=True)
+        epochs_run, epoch_seconds = keras_fit.fit(
+            model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
+            backup=backup / "keras", fingerprint=fingerprint, log=log, rewind=live.rewind,
+        )
+        return model, keras_fit.predict(model), epochs_run, epoch_seconds
+    print("train: engine fast (one graph call per epoch)", flush=True)
     epochs_run = trainer.fit(
         (data["x_fit"], data["y_fit"]),
         (data["x_val"], data["y_val"]),
         epochs=t.epochs,
         seed=t.seed,
-        learning_rate=lambda epoch: learning_rate_at(epoch, t.learning_rate, t.schedule, t.decay_rate, t.decay_epochs),
-        patience=t.patience,
+        learning_rate=rate_schedule(t),
+        stopping=stopping_for(t),
+        plateau=plateau_for(t),
         backup=backup / "state.npz",
         fingerprint=fingerprint,
         log=log,
@@ -344,6 +392,7 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         model, predict, epochs_run, epoch_seconds = fit_keras(run_cell, data, n_classes, log, backup)
     train_proba, val_proba = predict(data["x_train"]), predict(data["x_val"])
     return model, {
+        **log.best_epochs(),
         "val": val_proba,
         "test": predict(data["x_test"]),
         "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
@@ -394,7 +443,7 @@ def train_cell(cell: params.Cell) -> dict:
     val_sum = np.zeros((len(val_rows), n_classes), np.float64)
     val_count = np.zeros(len(val_rows), np.int64)
     test_sum = np.zeros((len(inputs["test"]["pixels"]), n_classes), np.float64)
-    run_rows, run_times = [], []
+    run_rows, run_times, run_curves = [], [], []
     for run in runs:
         done = cell_backup / f"{run.name or 'run'}.done.npz"
         shapes = {"val": (len(split[f"val_{run.fold}"]), n_classes), "test": (len(inputs["test"]["pixels"]), n_classes)}
@@ -419,6 +468,8 @@ def train_cell(cell: params.Cell) -> dict:
         test_sum += result["test"]
         run_rows.append({"run": run.name or "run", "fold": run.fold + 1, "replicate": run.replicate + 1,
                          **{k: result[k] for k in ("epochs", "fit_rows", "train_accuracy", "val_accuracy")}})
+        run_log = RunLog(live, run)
+        run_curves.append({name: run_log.curve(name) for name in ("val_accuracy", "val_loss")})
         run_times.append({"run": run.name or "run", "epoch_seconds": result["epoch_seconds"]})
 
     val_accuracies = [r["val_accuracy"] for r in run_rows]
@@ -435,6 +486,8 @@ def train_cell(cell: params.Cell) -> dict:
         "val_accuracy_std": float(np.std(val_accuracies, ddof=1)) if len(run_rows) > 1 else 0.0,
         "val_accuracy_runs": val_accuracies,
         "run_details": run_rows,
+        # the best epoch (counted from 1) by validation accuracy and by validation loss
+        **cell_best_epochs(run_curves),
         "params": dict(vars(cell.train)),
     }
     files.save_npz(

@@ -182,6 +182,19 @@ class TrainParams:
     l1: float = 0.0
     l2: float = 0.0
     batch_norm: bool = False
+    # early stopping (on when patience > 0), as Keras 3's EarlyStopping
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    restore_best_weights: bool = True  # the best epoch's weights at the end, stopped early or not
+    # ReduceLROnPlateau (on when plateau_patience > 0)
+    plateau_patience: int = 0
+    plateau_monitor: str = "val_loss"
+    plateau_factor: float = 0.1
+    plateau_min_delta: float = 1e-4
+    plateau_cooldown: int = 0
+    plateau_min_lr: float = 0.0
+    decay_start: int = 2  # schedule multiply: first epoch (from 1) at a multiplied rate
+    engine: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -291,6 +304,23 @@ def _check_train(prefix: str, t: TrainParams) -> None:
     )
     _require(0 < t.decay_rate <= 1, f"'{prefix}.decay_rate' must be in (0, 1], got {t.decay_rate}")
     _require(t.decay_epochs >= 1, f"'{prefix}.decay_epochs' must be >= 1, got {t.decay_epochs}")
+    _require(t.decay_start >= 1, f"'{prefix}.decay_start' must be >= 1 (epochs count from 1), got {t.decay_start}")
+    for knob in ("monitor", "plateau_monitor"):
+        value = getattr(t, knob)
+        _require(value in MONITORS, f"'{prefix}.{knob}' is {value!r}; choose one of {', '.join(MONITORS)}")
+    for knob in ("min_delta", "plateau_min_delta", "plateau_min_lr"):
+        value = getattr(t, knob)
+        _require(math.isfinite(value) and value >= 0, f"'{prefix}.{knob}' must be a finite number >= 0, got {value}")
+    for knob in ("plateau_patience", "plateau_cooldown"):
+        value = getattr(t, knob)
+        _require(value >= 0, f"'{prefix}.{knob}' must be >= 0, got {value}")
+    _require(0 < t.plateau_factor < 1, f"'{prefix}.plateau_factor' must be in (0, 1), got {t.plateau_factor}")
+    _require(
+        not t.plateau_patience or t.schedule in ("none", "multiply"),
+        f"'{prefix}.plateau_patience' is {t.plateau_patience} with schedule {t.schedule!r}, which sets every "
+        "epoch's rate afresh and would undo the plateau's reductions; use schedule none or multiply",
+    )
+    _require(t.engine in ENGINES, f"'{prefix}.engine' is {t.engine!r}; choose one of {', '.join(ENGINES)}")
     _require(
         all(math.isfinite(v) and v >= 0 for v in (t.l1, t.l2)),
         f"'{prefix}.l1' and '{prefix}.l2' must be finite numbers >= 0, got {t.l1}, {t.l2}",

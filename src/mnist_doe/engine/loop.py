@@ -4,9 +4,10 @@
 function call and its metric objects. At MNIST sizes that costs more than the arithmetic of
 a small network. Here the uint8 images stay one constant tensor, each step gathers its batch
 by index inside a `tf.while_loop`, loss and accuracy are summed in the loop, and Python runs
-once per epoch. What callbacks did around `fit` is done between epochs: learning-rate
-schedules, early stopping on `val_loss` with the best weights restored, a backup for resuming
-after an interruption, and the per-epoch log.
+once per epoch. What callbacks did around `fit` is done between epochs, with Keras 3's rules
+(`callbacks`): learning-rate schedules, early stopping on `val_loss` or `val_accuracy` with the
+best epoch's weights restored at the end, reduction of the rate on a plateau, a backup for
+resuming after an interruption (the callbacks' state in it), and the per-epoch log.
 
 The model, optimizer and loss are plain Keras objects, so a `model.compile`d model saved
 afterwards holds the optimizer state it trained with. The step runs under a `tf.distribute`
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +29,9 @@ import tensorflow as tf
 
 from ..common import files
 from . import keras_internals
+from .callbacks import Plateau, Stopping
+
+__all__ = ["EVAL_BATCH", "Plateau", "Stopping", "Trainer", "cross_entropy", "epoch_order", "use_fused_updates"]
 
 EVAL_BATCH = 1024
 
@@ -52,30 +55,6 @@ def cross_entropy(labels: tf.Tensor, proba: tf.Tensor, keras_loss: Callable) -> 
     if logits is None:
         return keras_loss(labels, proba)
     return tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits, labels=labels)[0]
-
-
-@dataclass
-class Stopping:
-    """Early stopping on validation loss (Keras' `EarlyStopping` with `restore_best_weights`)."""
-
-    patience: int  # 0: never stop early
-    best: float = float("inf")
-    best_epoch: int = -1
-    wait: int = 0
-    stopped: bool = False
-    best_weights: list[np.ndarray] = field(default_factory=list)
-
-    def update(self, epoch: int, val_loss: float, weights: Callable[[], list[np.ndarray]]) -> bool:
-        """Record an epoch's val_loss; True when training should stop now."""
-        if not self.patience:
-            return False
-        if val_loss < self.best:
-            self.best, self.best_epoch, self.wait = val_loss, epoch, 0
-            self.best_weights = weights()
-            return False
-        self.wait += 1
-        self.stopped = self.wait >= self.patience
-        return self.stopped
 
 
 def use_fused_updates(optimizer: keras.optimizers.Optimizer) -> bool:
@@ -245,18 +224,19 @@ class Trainer:
         for variable, value in zip(self.model.variables, values):
             variable.assign(value)
 
-    def save_backup(self, path: Path, fingerprint: str, epochs_done: int, stopping: Stopping) -> None:
-        """Everything a resumed run needs: weights, optimizer slots, RNG states, stopping state."""
+    def save_backup(self, path: Path, fingerprint: str, epochs_done: int, stopping: Stopping,
+                    plateau: Plateau | None = None) -> None:
+        """Everything a resumed run needs: weights, optimizer slots and learning rate, RNG
+        states, and the state of early stopping (its best weights too) and of the plateau rule."""
         arrays = {f"model_{i}": v for i, v in enumerate(self.weights())}
         arrays.update({f"optimizer_{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
         arrays.update({f"best_{i}": v for i, v in enumerate(stopping.best_weights)})
-        state = {"fingerprint": fingerprint, "epochs_done": epochs_done,
-                 "best": stopping.best, "best_epoch": stopping.best_epoch, "wait": stopping.wait,
-                 "stopped": stopping.stopped}
+        state = {"fingerprint": fingerprint, "epochs_done": epochs_done, "stopping": stopping.state(),
+                 "plateau": (plateau or Plateau(0)).state()}
         path.parent.mkdir(parents=True, exist_ok=True)
         files.save_npz(path, state=np.array(json.dumps(state)), **arrays)
 
-    def load_backup(self, path: Path, fingerprint: str, stopping: Stopping) -> int:
+    def load_backup(self, path: Path, fingerprint: str, stopping: Stopping, plateau: Plateau | None = None) -> int:
         """Restore a backup of the same run; returns the epochs it had finished (0: none usable).
 
         A backup is used only by the run that wrote it (the same `fingerprint`: parameters,
@@ -273,8 +253,11 @@ class Trainer:
             saved_model = [arrays[f"model_{i}"] for i in range(len(model_vars))]
             saved_opt = [arrays[f"optimizer_{i}"] for i in range(len(opt_vars))]
             best = [arrays[f"best_{i}"] for i in range(len(model_vars)) if f"best_{i}" in arrays]
-            epochs_done, stopped = int(state["epochs_done"]), bool(state["stopped"])
-            best_loss, best_epoch, wait = float(state["best"]), int(state["best_epoch"]), int(state["wait"])
+            epochs_done = int(state["epochs_done"])
+            # both read back before either is changed: a damaged state restores nothing
+            check_stopping, check_plateau = Stopping(1), Plateau(1)
+            check_stopping.restore(state["stopping"], best)
+            check_plateau.restore(state["plateau"])
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
             reason = f"it cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"
         else:
@@ -289,8 +272,9 @@ class Trainer:
         self.set_weights(saved_model)
         for variable, value in zip(opt_vars, saved_opt):
             variable.assign(value)
-        stopping.best, stopping.best_epoch, stopping.wait, stopping.stopped = best_loss, best_epoch, wait, stopped
-        stopping.best_weights = best
+        stopping.restore(state["stopping"], best)
+        if plateau is not None:
+            plateau.restore(state["plateau"])
         return epochs_done
 
     # --- the epochs ----------------------------------------------------------------------
@@ -302,14 +286,22 @@ class Trainer:
         *,
         epochs: int,
         seed: int,
-        learning_rate: Callable[[int], float],
-        patience: int,
+        learning_rate: Callable[[int, float], float],
         backup: Path,
         fingerprint: str,
         log: Callable[[dict[str, float]], None],
+        patience: int = 0,
+        stopping: Stopping | None = None,
+        plateau: Plateau | None = None,
         rewind: Callable[[int], None] = lambda epochs: None,
     ) -> int:
         """Train until `epochs` or early stopping; returns the number of epochs trained in all.
+
+        `learning_rate(epoch, current)` gives the rate of 0-based `epoch` from the rate the
+        optimizer holds (what a `LearningRateScheduler` is given). `stopping` (by default early
+        stopping on val_loss with `patience`) and `plateau` (off by default) follow Keras 3's
+        `EarlyStopping` and `ReduceLROnPlateau` (`callbacks`): with `restore_best_weights`, the
+        model ends with its best epoch's weights whether or not it stopped early.
 
         `rewind` learns, before the first epoch, how many epochs the backup holds (0 without
         one), so the log can drop what it logged beyond them.
@@ -325,12 +317,13 @@ class Trainer:
             self._predict = self._predict_graph()
         self._predict.get_concrete_function()
         self.setup_seconds, self.epoch_seconds = time.perf_counter() - began, []
-        stopping = Stopping(patience)
-        start = self.load_backup(backup, fingerprint, stopping)
+        stopping = stopping if stopping is not None else Stopping(patience)
+        plateau = plateau if plateau is not None else Plateau(0)
+        start = self.load_backup(backup, fingerprint, stopping, plateau)
         rewind(start)
         epoch = start - 1
         for epoch in range(start, epochs if not stopping.stopped else start):
-            rate = float(learning_rate(epoch))
+            rate = float(learning_rate(epoch, self.current_rate()))
             self.optimizer.learning_rate = rate
             began = time.perf_counter()
             loss, accuracy = (float(v) for v in train_epoch(tf.constant(epoch_order(len(x), seed, epoch))))
@@ -342,11 +335,25 @@ class Trainer:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             print(f"{seconds:.1f}s - " + " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
             log(metrics)
-            stop = stopping.update(epoch, val_loss, self.weights)
-            self.save_backup(backup, fingerprint, epoch + 1, stopping)
+            stop = stopping.update(epoch, metrics[stopping.monitor], self.weights)
+            reduced = plateau.update(metrics[plateau.monitor], self.current_rate())
+            if reduced is not None:
+                self.optimizer.learning_rate = reduced
+                print(f"Epoch {epoch + 1}: {plateau.monitor} on a plateau, learning rate reduced to {reduced:.4g}",
+                      flush=True)
+            self.save_backup(backup, fingerprint, epoch + 1, stopping, plateau)
             if stop:
-                print(f"early stop after epoch {epoch + 1}: val_loss best at epoch {stopping.best_epoch + 1}", flush=True)
+                print(f"early stop after epoch {epoch + 1}: {stopping.monitor} best at epoch {stopping.best_epoch + 1}",
+                      flush=True)
                 break
-        if stopping.stopped:
-            self.set_weights(stopping.best_weights)
+        best = stopping.weights_at_end()
+        if best is not None:
+            if stopping.best_epoch != epoch:
+                print(f"restoring the weights of epoch {stopping.best_epoch + 1}, the best by {stopping.monitor}",
+                      flush=True)
+            self.set_weights(best)
         return epoch + 1
+
+    def current_rate(self) -> float:
+        """The learning rate the optimizer holds (its float32 variable), as Keras' callbacks read it."""
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))

@@ -1,0 +1,226 @@
+"""The plain-Keras engine (`train.engine: keras`): `model.fit` with Keras' own callbacks.
+
+The reference the fast loop (`loop.Trainer`) is tested against: the same model, optimizer,
+batches (each epoch's row order is `loop.epoch_order(n, seed, epoch)`, fed by a `PyDataset`)
+and learning-rate rules, trained by Keras' `fit` with
+
+- `keras.callbacks.LearningRateScheduler(callbacks.rate_schedule(t))`,
+- `keras.callbacks.EarlyStopping(monitor, min_delta, patience, restore_best_weights)` when
+  `patience` > 0,
+- `keras.callbacks.ReduceLROnPlateau(monitor, factor, patience, min_delta, cooldown, min_lr)`
+  when `plateau_patience` > 0,
+- `keras.callbacks.BackupAndRestore` in the run's backup folder, for resuming after a kill,
+- and a small callback that writes each epoch to the project's `RunLog` (DVCLive), prints it
+  as the fast loop does and times it.
+
+`BackupAndRestore` keeps the weights, the optimizer's variables (its learning rate among them)
+and the epoch count. It keeps neither the dropout layers' seed-generator states (Keras'
+weights files leave them out) nor what EarlyStopping and ReduceLROnPlateau have counted, so a
+resumed `fit` would draw other dropout masks and start its patience over. `_ResumeState`
+keeps those beside it (state.npz in the same folder), so a killed and resumed run ends as an
+uninterrupted one. It is written just before `BackupAndRestore` writes its own files; the two
+are used only when they hold the same epoch and the run's fingerprint, else both are
+discarded with one line and the run starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ..common import files
+from . import callbacks as rules
+from .loop import EVAL_BATCH, epoch_order
+
+STATE = "state.npz"
+KERAS_METADATA = "training_metadata.json"  # what BackupAndRestore writes beside its weights
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """The batches of one epoch, in the fast loop's row order of that epoch (`set_epoch`)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.order = epoch_order(len(x), seed, 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order = epoch_order(len(self.x), self.seed, epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size: (index + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+
+def _rate(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class _Epochs(keras.callbacks.Callback):
+    """Sets each epoch's row order, and logs, prints and times each epoch as the fast loop does.
+    Placed after the LearningRateScheduler, so the rate it reads is the one the epoch trains at."""
+
+    def __init__(self, batches: EpochBatches, epochs: int, log: Callable[[dict[str, float]], None]):
+        super().__init__()
+        self.batches, self.epochs, self.log = batches, epochs, log
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+        self.rate = _rate(self.model)
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.began
+        self.seconds.append(seconds)
+        logs = logs or {}
+        metrics = {name: float(logs[name]) for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        metrics["learning_rate"] = self.rate
+        print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+        print(f"{seconds:.1f}s - " + " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
+        self.log(metrics)
+
+
+class _ResumeState(keras.callbacks.Callback):
+    """What BackupAndRestore does not keep: seed-generator states, and the early-stopping and
+    plateau callbacks' counts and best values (the best weights too). Restores them after the
+    callbacks' own `on_train_begin` has reset them, saves them after every epoch."""
+
+    def __init__(self, folder: Path, fingerprint: str, stopping, plateau, saved: dict | None):
+        super().__init__()
+        self.folder, self.fingerprint, self.stopping, self.plateau, self.saved = folder, fingerprint, stopping, plateau, saved
+
+    def _seed_states(self) -> list:
+        weights = {id(w) for w in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
+
+    def on_train_begin(self, logs=None):
+        if self.saved is None:
+            return
+        state, arrays = self.saved["state"], self.saved["arrays"]
+        for i, variable in enumerate(self._seed_states()):
+            variable.assign(arrays[f"seed_{i}"])
+        if self.stopping is not None:
+            s = state["stopping"]
+            self.stopping.best, self.stopping.best_epoch = s["best"], s["best_epoch"]
+            self.stopping.wait, self.stopping.stopped_epoch = s["wait"], s["stopped_epoch"]
+            best = [arrays[f"best_{i}"] for i in range(s["best_weights"])]
+            self.stopping.best_weights = best or None
+        if self.plateau is not None:
+            p = state["plateau"]
+            self.plateau.best, self.plateau.wait, self.plateau.cooldown_counter = p["best"], p["wait"], p["cooldown_counter"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        arrays = {f"seed_{i}": v.numpy() for i, v in enumerate(self._seed_states())}
+        state = {"fingerprint": self.fingerprint, "epochs_done": epoch + 1,
+                 "stopped": bool(self.model.stop_training)}
+        if self.stopping is not None:
+            s = self.stopping
+            best = s.best_weights or []
+            arrays.update({f"best_{i}": w for i, w in enumerate(best)})
+            state["stopping"] = {"best": None if s.best is None else float(s.best), "best_epoch": int(s.best_epoch),
+                                 "wait": int(s.wait), "stopped_epoch": int(s.stopped_epoch), "best_weights": len(best)}
+        if self.plateau is not None:
+            p = self.plateau
+            state["plateau"] = {"best": None if p.best is None else float(p.best), "wait": int(p.wait),
+                                "cooldown_counter": int(p.cooldown_counter)}
+        files.save_npz(self.folder / STATE, state=np.array(json.dumps(state)), **arrays)
+
+
+def read_backup(folder: Path, fingerprint: str) -> dict | None:
+    """The saved state of this run (None: no backup). A backup of another run, a damaged one,
+    or one whose state and BackupAndRestore's files hold different epochs is removed with one
+    line."""
+    if not folder.exists():
+        return None
+    reason = None
+    try:
+        arrays = files.load_npz(folder / STATE)
+        state = json.loads(str(arrays["state"]))
+        keras_epoch = json.loads((folder / KERAS_METADATA).read_text())["epoch"]
+        if state["fingerprint"] != fingerprint:
+            reason = "written for other parameters, data or code"
+        elif int(keras_epoch) != int(state["epochs_done"]):
+            reason = f"its state is of epoch {state['epochs_done']}, BackupAndRestore's of epoch {keras_epoch}"
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        reason = f"it cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"
+    if reason:
+        print(f"discarding {folder} ({reason})", flush=True)
+        shutil.rmtree(folder)
+        return None
+    return {"state": state, "arrays": arrays}
+
+
+def fit(
+    model: keras.Model,
+    data: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    t,
+    *,
+    backup: Path,
+    fingerprint: str,
+    log: Callable[[dict[str, float]], None],
+    rewind: Callable[[int], None] = lambda epochs: None,
+) -> tuple[int, list[float]]:
+    """Train a compiled `model` with `model.fit` and the callbacks above for the `train` knobs
+    `t` (epochs, batch_size, seed, schedule, early stopping and plateau keys); returns (epochs
+    trained in all, the seconds of each epoch this call trained). `backup` is the run's folder
+    for BackupAndRestore and the state beside it."""
+    x, y = data
+    saved = read_backup(backup, fingerprint)
+    start = int(saved["state"]["epochs_done"]) if saved else 0
+    stopped = bool(saved["state"]["stopped"]) if saved else False
+    rewind(start)
+    batches = EpochBatches(x, y, t.batch_size, t.seed)
+    epochs = _Epochs(batches, t.epochs, log)
+    stopping = plateau = None
+    callbacks = [keras.callbacks.LearningRateScheduler(rules.rate_schedule(t)), epochs]
+    if t.patience:
+        stopping = keras.callbacks.EarlyStopping(
+            monitor=t.monitor, min_delta=t.min_delta, patience=t.patience,
+            mode="min" if t.monitor.endswith("loss") else "max", restore_best_weights=t.restore_best_weights,
+        )
+        callbacks.append(stopping)
+    if t.plateau_patience:
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor=t.plateau_monitor, factor=t.plateau_factor, patience=t.plateau_patience,
+            mode="min" if t.plateau_monitor.endswith("loss") else "max", min_delta=t.plateau_min_delta,
+            cooldown=t.plateau_cooldown, min_lr=t.plateau_min_lr,
+        )
+        callbacks.append(plateau)
+    backup.mkdir(parents=True, exist_ok=True)
+    callbacks += [
+        _ResumeState(backup, fingerprint, stopping, plateau, saved),
+        # kept until the cell is done (train.py removes the cell's backup): a run killed after
+        # its last epoch but before its results are written does not train again
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+    ]
+    model.fit(
+        batches,
+        epochs=start if stopped else t.epochs,  # a run that stopped early stays stopped
+        validation_data=validation,
+        validation_batch_size=EVAL_BATCH,
+        callbacks=callbacks,
+        shuffle=False,  # else Keras shuffles the order of a PyDataset's batches, with Python's `random`
+        verbose=0,
+    )
+    if stopping is not None and stopping.stopped_epoch:
+        print(f"early stop after epoch {stopping.stopped_epoch + 1}: {t.monitor} best at epoch "
+              f"{stopping.best_epoch + 1}", flush=True)
+    return start + len(epochs.seconds), epochs.seconds
+
+
+def predict(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's class probabilities (float32) for uint8 images, by `model.predict`."""
+    return lambda x: np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), np.float32).reshape(len(x), -1)
