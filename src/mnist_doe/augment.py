@@ -12,10 +12,18 @@ mixes the edge pixel with that fill.
 Reads the clean training rows and the split; writes the original training rows followed by
 `copies` augmented copies per recipe, as uint8, with their labels. Validation rows are never
 read into the augmented set.
+
+With `mode: fresh` the stage writes the training rows unaugmented, with the settings of the
+fresh augmentation beside them (`fresh`, JSON), and the train stage draws new transforms for
+every image every epoch (`engine/fresh.py`), with the ranges of Keras' ImageDataGenerator:
+`rotation_range` in degrees, `zoom_range`, `width_shift_range` and `height_shift_range` as
+fractions of the side, `fill_mode` nearest or constant (0). The train stage depends on the
+written file, so a change of these settings retrains every cell.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -160,6 +168,14 @@ def augment_training_set(
     return out, np.tile(y, maps + 1)
 
 
+FRESH_KEYS = ("rotation_range", "zoom_range", "width_shift_range", "height_shift_range", "fill_mode", "seed")
+
+
+def fresh_settings(settings: params.AugmentParams) -> dict:
+    """What the train stage needs of `settings` to draw fresh transforms (written beside the rows)."""
+    return {key: getattr(settings, key) for key in FRESH_KEYS}
+
+
 class _Work:
     """Scratch arrays for one chunk, reused across chunks and maps."""
 
@@ -255,6 +271,13 @@ def main() -> None:
         raise DataError(
             f"{paths.SPLIT}: 'train' holds indices outside the {rows} rows of {paths.CLEAN_TRAIN}"
         )
+    if settings.mode == "fresh":
+        # the rows as they are: the train stage transforms every image anew every epoch
+        pixels, y = clean["pixels"][train], clean["y"][train].astype(np.int64)
+        files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=y, source=train.astype(np.int64),
+                       fresh=np.array(json.dumps(fresh_settings(settings))))
+        print(f"augment: {len(train)} training rows, transformed afresh every epoch by the train stage")
+        return
     pixels, labels = augment_training_set(clean["pixels"][train], clean["y"][train], settings)
     # which clean row each augmented row came from, so a fold fits only on its own rows
     source = np.tile(train, len(pixels) // max(len(train), 1)).astype(np.int64)

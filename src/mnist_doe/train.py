@@ -89,7 +89,10 @@ def run_inputs(inputs: dict, fold: int) -> dict[str, np.ndarray]:
     own = np.isin(augmented["source"], fit_rows)
     val_file = inputs["test"] if str(split["val_source"]) == "test" else clean
     val_rows = split[f"val_{fold}"]
+    # augment.mode fresh: the rows are unaugmented, and these settings transform them every epoch
+    fresh = {"fresh": json.loads(str(augmented["fresh"]))} if "fresh" in augmented else {}
     return {
+        **fresh,
         "x_fit": augmented["pixels"] if own.all() else augmented["pixels"][own],
         "y_fit": augmented["y"] if own.all() else augmented["y"][own],
         "x_train": clean["pixels"][fit_rows],
@@ -263,7 +266,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         print("train: engine keras (model.fit with Keras' callbacks)", flush=True)
         epochs_run, epoch_seconds = keras_fit.fit(
             model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
-            backup=backup / "keras", fingerprint=fingerprint, log=log, rewind=live.rewind,
+            backup=backup / "keras", fingerprint=fingerprint, log=log, rewind=live.rewind, fresh=data.get("fresh"),
         )
         return model, keras_fit.predict(model), epochs_run, epoch_seconds
     print("train: engine fast (one graph call per epoch)", flush=True)
@@ -275,6 +278,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         learning_rate=rate_schedule(t),
         stopping=stopping_for(t),
         plateau=plateau_for(t),
+        fresh=data.get("fresh"),
         backup=backup / "state.npz",
         fingerprint=fingerprint,
         log=log,
@@ -386,6 +390,9 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
     backup = BACKUP_DIR / cell.name / (run.name or "run")
     log = RunLog(live, run, backup)
     if cell.family in ("logreg", "mlp"):
+        if "fresh" in data:
+            print(f"train@{cell.name}: augment.mode fresh transforms the images of the Keras families only; "
+                  f"{cell.family} fits on the {len(data['x_fit']):,} rows as they are", flush=True)
         log.rewind(0)  # baselines always start from scratch
         model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:

@@ -22,6 +22,8 @@ MAX_VALUES = 100_000  # scalars, lists and mappings after YAML aliases are expan
 FAMILIES = ("dense", "cnn", "lstm", "logreg", "mlp")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam")
 RECIPES = ("translate+rotate", "translate+zoom", "translate+zoom+rotate")
+AUGMENT_MODES = ("static", "fresh")
+FILL_MODES = ("nearest", "constant")
 DUPLICATE_POLICIES = ("keep", "drop", "quarantine")
 PROTOCOLS = ("holdout", "kfold", "test-only")
 SCHEDULES = ("none", "step", "exponential", "multiply")
@@ -164,6 +166,14 @@ class AugmentParams:
     rotate: float = 0.1
     zoom: float = 0.15
     seed: int = 42
+    # static: the copies above, made once by the augment stage; fresh: the train stage draws
+    # new transforms for every image every epoch, with ImageDataGenerator's ranges below
+    mode: str = "static"
+    rotation_range: float = 10.0  # degrees
+    zoom_range: float = 0.1
+    width_shift_range: float = 0.1  # fractions of the side
+    height_shift_range: float = 0.1
+    fill_mode: str = "nearest"  # or constant (0)
 
 
 @dataclass(frozen=True)
@@ -412,6 +422,15 @@ def parse(raw: Any) -> Params:
     for knob in ("translate", "rotate", "zoom"):
         value = getattr(augment, knob)
         _require(0 <= value < 1, f"'augment.{knob}' must be in [0, 1), got {value}")
+    _require(augment.mode in AUGMENT_MODES,
+             f"'augment.mode' is {augment.mode!r}; choose one of {', '.join(AUGMENT_MODES)}")
+    for knob in ("zoom_range", "width_shift_range", "height_shift_range"):
+        value = getattr(augment, knob)
+        _require(0 <= value < 1, f"'augment.{knob}' must be in [0, 1), got {value}")
+    _require(0 <= augment.rotation_range <= 180,
+             f"'augment.rotation_range' must be in [0, 180] degrees, got {augment.rotation_range}")
+    _require(augment.fill_mode in FILL_MODES,
+             f"'augment.fill_mode' is {augment.fill_mode!r}; choose one of {', '.join(FILL_MODES)}")
     _check_train("train", train)
     report = _typed("report", ReportParams, raw.get("report"))
     for knob in ("target_overall", "target_per_class"):

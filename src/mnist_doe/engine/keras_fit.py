@@ -10,6 +10,8 @@ and learning-rate rules, trained by Keras' `fit` with
 - `keras.callbacks.ReduceLROnPlateau(monitor, factor, patience, min_delta, cooldown, min_lr)`
   when `plateau_patience` > 0,
 - `keras.callbacks.BackupAndRestore` in the run's backup folder, for resuming after a kill,
+- with `augment.mode: fresh`, the fast loop's fresh transforms of each batch, applied as
+  the `PyDataset` hands the batch over,
 - and a small callback that writes each epoch to the project's `RunLog` (DVCLive), prints it
   as the fast loop does and times it.
 
@@ -38,28 +40,36 @@ import numpy as np
 
 from ..common import files
 from . import callbacks as rules
-from .loop import EVAL_BATCH, epoch_order
+from .fresh import epoch_transforms
+from .loop import EVAL_BATCH, epoch_order, warp_batch
 
 STATE = "state.npz"
 KERAS_METADATA = "training_metadata.json"  # what BackupAndRestore writes beside its weights
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """The batches of one epoch, in the fast loop's row order of that epoch (`set_epoch`)."""
+    """The batches of one epoch, in the fast loop's row order of that epoch (`set_epoch`);
+    with `fresh` settings, each image through that epoch's map of it (`fresh.epoch_transforms`,
+    applied by the fast loop's `warp_batch`), so both engines see the same images."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, fresh: dict | None = None):
         super().__init__()
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.order = epoch_order(len(x), seed, 0)
+        self.x, self.y, self.batch_size, self.seed, self.fresh = x, y, batch_size, seed, fresh
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.order = epoch_order(len(self.x), self.seed, epoch)
+        if self.fresh:
+            side = int(round(self.x.shape[-1] ** 0.5))
+            self.maps = epoch_transforms(len(self.x), side, self.fresh, self.seed, epoch)
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size: (index + 1) * self.batch_size]
+        if self.fresh:
+            return warp_batch(self.x[rows], self.maps[rows], self.fresh["fill_mode"]).numpy(), self.y[rows]
         return self.x[rows], self.y[rows]
 
 
@@ -172,17 +182,18 @@ def fit(
     fingerprint: str,
     log: Callable[[dict[str, float]], None],
     rewind: Callable[[int], None] = lambda epochs: None,
+    fresh: dict | None = None,
 ) -> tuple[int, list[float]]:
     """Train a compiled `model` with `model.fit` and the callbacks above for the `train` knobs
     `t` (epochs, batch_size, seed, schedule, early stopping and plateau keys); returns (epochs
     trained in all, the seconds of each epoch this call trained). `backup` is the run's folder
-    for BackupAndRestore and the state beside it."""
+    for BackupAndRestore and the state beside it; `fresh`, the settings of `augment.mode: fresh`."""
     x, y = data
     saved = read_backup(backup, fingerprint)
     start = int(saved["state"]["epochs_done"]) if saved else 0
     stopped = bool(saved["state"]["stopped"]) if saved else False
     rewind(start)
-    batches = EpochBatches(x, y, t.batch_size, t.seed)
+    batches = EpochBatches(x, y, t.batch_size, t.seed, fresh)
     epochs = _Epochs(batches, t.epochs, log)
     stopping = plateau = None
     callbacks = [keras.callbacks.LearningRateScheduler(rules.rate_schedule(t)), epochs]
