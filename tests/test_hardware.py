@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from mnist_doe.engine.hardware import CpuPlan, cpu_has_bfloat16, cpu_plan, native_lines_to_show, precision_policy
+from mnist_doe.engine.hardware import (
+    CpuPlan, cpu_has_bfloat16, cpu_plan, cpu_share, native_lines_to_show, precision_policy, shared_plan,
+)
 
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 NO_DRIVER = ("I0000 00:00:1795535902.406917    7563 cudart_stub.cc:31] Could not find cuda drivers "
@@ -31,6 +33,25 @@ CUINIT = ("E0000 00:00:1795535908.523943    7563 cuda_platform.cc:52] failed cal
 )
 def test_cpu_plan(family, batch, cores, batch_norm, plan):
     assert cpu_plan(family, batch, cores, batch_norm) == plan
+
+
+def test_a_share_of_the_threads_lowers_only_the_op_streams(monkeypatch):
+    """MNIST_DOE_CPU_THREADS (one worker's share, set by mnist_doe.parallel) keeps the parts of
+    a batch and the threads of an op, which decide the numbers; only op streams give way."""
+    two_cores = cpu_plan("cnn", 32, 2)
+    assert shared_plan(two_cores, 1) == CpuPlan(splits=2, intra_op=1, inter_op=1)
+    assert shared_plan(two_cores, 2) == shared_plan(two_cores, None) == two_cores
+    sixteen = cpu_plan("dense", 64, 16)
+    assert shared_plan(sixteen, 8) == CpuPlan(splits=1, intra_op=8, inter_op=1)
+    assert shared_plan(sixteen, 4) == CpuPlan(splits=1, intra_op=8, inter_op=1)  # never fewer threads per op
+    monkeypatch.delenv("MNIST_DOE_CPU_THREADS", raising=False)
+    assert cpu_share() is None
+    monkeypatch.setenv("MNIST_DOE_CPU_THREADS", "3")
+    assert cpu_share() == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("MNIST_DOE_CPU_THREADS", bad)
+        with pytest.raises(ValueError, match="MNIST_DOE_CPU_THREADS"):
+            cpu_share()
 
 
 def test_bfloat16_is_read_from_the_cpu_flags(tmp_path):

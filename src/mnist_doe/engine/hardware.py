@@ -8,6 +8,14 @@ and a CNN computes each batch as two halves whose gradients are summed (the same
 as the whole batch). Thread pools can only be set before TensorFlow starts its runtime; a
 process that started it already (a notebook, a test session) keeps its own, and so do
 `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` when set.
+
+Several cells training at once on one machine (`mnist_doe.parallel`) each get a share of
+its threads, `MNIST_DOE_CPU_THREADS`. The share lowers only the number of op streams: the
+parts a batch is computed in and the threads of one op are planned from the machine's cores
+as in a serial run, since they decide the order of the sums and so the numbers (measured on
+a 2-core EPYC: a CNN planned for 1 core instead of 2, one part instead of two, ends 0.26
+apart in its predicted probabilities after 2 epochs; 2 threads per op instead of 1, 5e-7
+apart), while the number of op streams changes nothing (equal to the bit, every family).
 """
 
 from __future__ import annotations
@@ -38,8 +46,32 @@ class CpuPlan:
     inter_op: int  # ops that may run at once
 
 
+THREADS_ENV = "MNIST_DOE_CPU_THREADS"
+
+
 def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity). The plan, and so the numbers,
+    follow them; `MNIST_DOE_CPU_THREADS` leaves them alone."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_share() -> int | None:
+    """The threads this process may keep busy when it shares the machine with other cells
+    (`MNIST_DOE_CPU_THREADS`, which `mnist_doe.parallel` sets per worker); None when unset."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: expected a whole number of threads, 1 or more")
+    return int(value)
+
+
+def shared_plan(plan: CpuPlan, threads: int | None) -> CpuPlan:
+    """`plan` fitted to a share of `threads`: fewer op streams (at least one), the same parts
+    and threads per op, so a cell trains to the same numbers as with the whole machine."""
+    if threads is None:
+        return plan
+    return CpuPlan(plan.splits, plan.intra_op, max(1, min(plan.inter_op, threads // plan.intra_op)))
 
 
 def cpu_plan(family: str, batch_size: int, cores: int, batch_norm: bool = False) -> CpuPlan:
@@ -51,8 +83,11 @@ def cpu_plan(family: str, batch_size: int, cores: int, batch_norm: bool = False)
 
 
 def configure_threads(plan: CpuPlan) -> tuple[int, int]:
-    """Apply `plan`'s thread pools unless the runtime has started; returns those in use."""
+    """Apply `plan`'s thread pools, within this process's share of the machine
+    (`MNIST_DOE_CPU_THREADS`, `shared_plan`), unless the runtime has started; returns those in use."""
     import tensorflow as tf
+
+    plan = shared_plan(plan, cpu_share())
 
     try:
         if "TF_NUM_INTRAOP_THREADS" not in os.environ:
