@@ -56,11 +56,14 @@ FAMILY_KEYS = {
     "mlp": ("alpha", "power_t"),
 }
 # train knobs a baseline cannot honour: refused when a baseline cell sets them itself
-KERAS_ONLY_KNOBS = ("dropout", "l1", "l2", "batch_norm", "mixed_precision", "decay_rate", "decay_epochs", "rho")
+KERAS_ONLY_KNOBS = ("dropout", "l1", "l2", "batch_norm", "mixed_precision", "decay_rate", "decay_epochs", "rho",
+                    "decay_start", "plateau_patience", "plateau_monitor", "plateau_factor", "plateau_min_delta",
+                    "plateau_cooldown", "plateau_min_lr", "engine")
 BASELINE_REFUSES = {
     "mlp": KERAS_ONLY_KNOBS,
     "logreg": KERAS_ONLY_KNOBS + ("batch_size", "optimizer", "learning_rate", "patience", "schedule", "momentum",
-                                  "nesterov", "beta_1", "beta_2", "epsilon"),
+                                  "nesterov", "beta_1", "beta_2", "epsilon", "monitor", "min_delta",
+                                  "restore_best_weights"),
 }
 # optimizer knobs (None: the library's own default) and the optimizers that take them
 OPTIMIZER_KNOBS = {
@@ -192,6 +195,13 @@ class TrainParams:
     l1: float = 0.0
     l2: float = 0.0
     batch_norm: bool = False
+    # optimizer knobs; None (null) leaves the library's default (OPTIMIZER_KNOBS: which take which)
+    momentum: float | None = field(default=None, metadata={"kind": float})
+    nesterov: bool | None = field(default=None, metadata={"kind": bool})
+    beta_1: float | None = field(default=None, metadata={"kind": float})
+    beta_2: float | None = field(default=None, metadata={"kind": float})
+    epsilon: float | None = field(default=None, metadata={"kind": float})
+    rho: float | None = field(default=None, metadata={"kind": float})
     # early stopping (on when patience > 0), as Keras 3's EarlyStopping
     monitor: str = "val_loss"
     min_delta: float = 0.0
@@ -214,14 +224,66 @@ class ReportParams:
 
 
 @dataclass(frozen=True)
+class Net:
+    """What a cell builds, every key resolved to one value per layer (dense, lstm, mlp) or per
+    convolution block (cnn), per head layer (head_*). engine/models.py's docstring describes
+    each key; the baselines use nodes and C, solver, alpha, power_t only."""
+
+    nodes: tuple = ()  # widths (dense, mlp), filters (cnn), units (lstm)
+    activation: str = "relu"
+    dropout: tuple = ()  # dense: a rate per layer (0: no Dropout layer)
+    l1: float = 0.0  # kernel penalties, from the train knobs
+    l2: float = 0.0
+    activity_l1: float = 0.0
+    activity_l2: float = 0.0
+    batch_norm: tuple = ()  # dense: per layer; cnn: per block
+    batch_norm_position: str = "before"
+    input_batch_norm: bool = False
+    input_scaling: str = "unit"
+    convs_per_block: tuple = ()
+    kernel_size: int = 3
+    padding: str = "same"
+    pooling: tuple = ()
+    pool_padding: str = "same"
+    block_dropout: tuple = ()
+    top: str = "flatten"
+    flatten_batch_norm: bool = False
+    head: tuple = ()  # cnn, lstm: dense widths before the softmax
+    head_dropout: tuple = ()
+    head_batch_norm: tuple = ()
+    C: float = 1.0  # logreg
+    solver: str = "lbfgs"
+    alpha: float = 1e-4  # mlp
+    power_t: float = 0.5
+
+    @property
+    def whole_batches(self) -> bool:
+        """Whether every batch must be computed whole, not in parts: batch normalisation's
+        statistics and activity penalties (Keras averages them over the batch) are the batch's."""
+        return bool(self.input_batch_norm or any(self.batch_norm) or self.flatten_batch_norm
+                    or any(self.head_batch_norm) or self.activity_l1 or self.activity_l2)
+
+
+@dataclass(frozen=True)
 class Cell:
-    """One design cell: a family, its depth and width, and its training knobs."""
+    """One design cell: a family, its depth and width, its training knobs and what it builds.
+
+    `nodes` is as params.yaml gives it: one width, or a tuple of one per layer / block. `net`
+    holds every architecture key resolved; a Cell made without one gets the net that its
+    layers, nodes and train knobs describe. `train.dropout` and `train.batch_norm` hold the
+    cell's single values; lists of one per layer are in `net` only."""
 
     name: str
     family: str
     layers: int
-    nodes: int
+    nodes: int | tuple
     train: TrainParams
+    net: Net | None = None
+
+    def __post_init__(self):
+        if self.net is None:
+            spec = {"layers": self.layers, "nodes": self.nodes}
+            object.__setattr__(self, "net", resolve_net(f"doe.cells.{self.name}", self.family, spec, self.train))
 
 
 @dataclass(frozen=True)
@@ -258,7 +320,10 @@ def _typed(section: str, cls: type, raw: Any) -> Any:
         )
     values = {}
     for name, value in raw.items():
-        kind = type(getattr(cls(), name)) if _has_default(cls) else None
+        if value is None and known[name].default is None:  # null: the library's default
+            values[name] = None
+            continue
+        kind = known[name].metadata.get("kind") or (type(getattr(cls(), name)) if _has_default(cls) else None)
         values[name] = _check_type(f"{section}.{name}", value, kind)
     return cls(**values)
 
@@ -309,8 +374,8 @@ def _check_train(prefix: str, t: TrainParams) -> None:
     _require(0 <= t.dropout < 1, f"'{prefix}.dropout' must be in [0, 1), got {t.dropout}")
     _require(t.patience >= 0, f"'{prefix}.patience' must be >= 0, got {t.patience}")
     _require(
-        t.schedule in SCHEDULES,
-        f"'{prefix}.schedule' is {t.schedule!r}; choose one of {', '.join(SCHEDULES)}",
+        t.schedule in SCHEDULES + MLP_SCHEDULES,
+        f"'{prefix}.schedule' is {t.schedule!r}; choose one of {', '.join(dict.fromkeys(SCHEDULES + MLP_SCHEDULES))}",
     )
     _require(0 < t.decay_rate <= 1, f"'{prefix}.decay_rate' must be in (0, 1], got {t.decay_rate}")
     _require(t.decay_epochs >= 1, f"'{prefix}.decay_epochs' must be >= 1, got {t.decay_epochs}")
@@ -335,6 +400,172 @@ def _check_train(prefix: str, t: TrainParams) -> None:
         all(math.isfinite(v) and v >= 0 for v in (t.l1, t.l2)),
         f"'{prefix}.l1' and '{prefix}.l2' must be finite numbers >= 0, got {t.l1}, {t.l2}",
     )
+    for knob in ("momentum", "beta_1", "beta_2", "rho"):
+        value = getattr(t, knob)
+        _require(value is None or 0 <= value < 1, f"'{prefix}.{knob}' must be in [0, 1), got {value}")
+    _require(
+        t.epsilon is None or math.isfinite(t.epsilon) and t.epsilon > 0,
+        f"'{prefix}.epsilon' must be a finite number > 0, got {t.epsilon}",
+    )
+    _require(not (t.nesterov and t.momentum == 0), f"'{prefix}.nesterov' needs momentum > 0, got momentum 0")
+
+
+def _check_optimizer_knobs(prefix: str, given, t: TrainParams) -> None:
+    """An optimizer knob set in this mapping (`given`) must be one its optimizer takes."""
+    for knob, takers in OPTIMIZER_KNOBS.items():
+        _require(
+            knob not in given or getattr(t, knob) is None or t.optimizer in takers,
+            f"'{prefix}.{knob}' is a knob of {' and '.join(takers)}; the optimizer here is {t.optimizer}",
+        )
+
+
+def _rate(key: str, value: Any) -> float:
+    value = _check_type(key, value, float)
+    _require(0 <= value < 1, f"'{key}' must be a rate in [0, 1), got {value}")
+    return value
+
+
+def _flag(key: str, value: Any) -> bool:
+    return _check_type(key, value, bool)
+
+
+def _count(key: str, value: Any) -> int:
+    value = _check_type(key, value, int)
+    _require(value >= 1, f"'{key}' must be >= 1, got {value}")
+    return value
+
+
+def _choice(options: tuple):
+    def check(key: str, value: Any) -> str:
+        _require(value in options, f"'{key}' is {value!r}; choose one of {', '.join(options)}")
+        return value
+    return check
+
+
+def _each(key: str, value: Any, n: int, what: str, check) -> tuple:
+    """One value per layer / block: `value` repeated, or a list of exactly `n` values."""
+    if isinstance(value, (list, tuple)):
+        _require(len(value) == n, f"'{key}' lists {len(value)} values for {n} {what}")
+        return tuple(check(key, v) for v in value)
+    return (check(key, value),) * n
+
+
+def _widths(key: str, spec: dict) -> tuple:
+    """A width per layer / block: `nodes` as a list (`layers`, if given, its length), or one
+    width `layers` times (a cnn's multiplied by `filter_growth` from block to block)."""
+    nodes = spec["nodes"]
+    if isinstance(nodes, (list, tuple)):
+        _require(len(nodes) > 0, f"'{key}.nodes' is an empty list; give a width per layer")
+        widths = tuple(_check_type(f"{key}.nodes", v, int) for v in nodes)
+        bad = [w for w in widths if w < 1]
+        _require(not bad, f"'{key}.nodes' holds {bad[0] if bad else ''}; each width must be >= 1")
+        if spec.get("layers") is not None:
+            layers = _check_type(f"{key}.layers", spec["layers"], int)
+            _require(layers == len(widths), f"'{key}.layers' is {layers} but '{key}.nodes' lists {len(widths)} widths")
+        _require("filter_growth" not in spec, f"'{key}.filter_growth' grows one 'nodes' value; here 'nodes' is a list")
+        return widths
+    layers = _check_type(f"{key}.layers", spec["layers"], int)
+    nodes = _check_type(f"{key}.nodes", nodes, int)
+    _require(layers >= 1, f"'{key}.layers' must be >= 1, got {layers}")
+    _require(nodes >= 1, f"'{key}.nodes' must be >= 1, got {nodes}")
+    growth = _check_type(f"{key}.filter_growth", spec.get("filter_growth", 1.0), float)
+    _require(math.isfinite(growth) and growth > 0, f"'{key}.filter_growth' must be a finite number > 0, got {growth}")
+    widths = tuple(nodes if growth == 1 else int(round(nodes * growth**i)) for i in range(layers))
+    _require(min(widths) >= 1, f"'{key}.filter_growth' {growth} leaves block {widths.index(min(widths)) + 1} "
+             "with no filters")
+    return widths
+
+
+def resolve_net(key: str, family: str, spec: dict, t: TrainParams) -> Net:
+    """The net of a cell mapping `spec` (layers, nodes, its family's keys; dropout and
+    batch_norm, one value or a list, else `t`'s) over its resolved train knobs `t`."""
+
+    def get(name: str, kind: type, default: Any) -> Any:
+        return _check_type(f"{key}.{name}", spec[name], kind) if name in spec else default
+
+    widths = _widths(key, spec)
+    n = len(widths)
+    if family in ("logreg", "mlp"):
+        C, alpha, power_t = get("C", float, 1.0), get("alpha", float, 1e-4), get("power_t", float, 0.5)
+        _require(math.isfinite(C) and C > 0, f"'{key}.C' must be a finite number > 0, got {C}")
+        _require(math.isfinite(alpha) and alpha >= 0, f"'{key}.alpha' must be a finite number >= 0, got {alpha}")
+        _require(math.isfinite(power_t) and power_t >= 0, f"'{key}.power_t' must be a finite number >= 0, got {power_t}")
+        _require("power_t" not in spec or t.schedule == "invscaling",
+                 f"'{key}.power_t' is the exponent of schedule invscaling; this cell's schedule is {t.schedule}")
+        solver = _choice(SOLVERS)(f"{key}.solver", get("solver", str, "lbfgs"))
+        return Net(nodes=widths, C=C, solver=solver, alpha=alpha, power_t=power_t)
+
+    activity = {k: get(k, float, 0.0) for k in ("activity_l1", "activity_l2")}
+    _require(all(math.isfinite(v) and v >= 0 for v in activity.values()),
+             f"'{key}.activity_l1' and '{key}.activity_l2' must be finite numbers >= 0, got "
+             f"{activity['activity_l1']}, {activity['activity_l2']}")
+    common = dict(
+        nodes=widths, l1=t.l1, l2=t.l2, **activity,
+        activation=_choice(ACTIVATIONS)(f"{key}.activation", get("activation", str, "relu")),
+        batch_norm_position=_choice(BN_POSITIONS)(f"{key}.batch_norm_position", get("batch_norm_position", str, "before")),
+        input_batch_norm=get("input_batch_norm", bool, False),
+        input_scaling=_choice(SCALINGS)(f"{key}.input_scaling", get("input_scaling", str, "unit")),
+    )
+    listed = {k: isinstance(spec.get(k), (list, tuple)) for k in ("dropout", "batch_norm")}
+    if family == "dense":
+        return Net(
+            **common,
+            dropout=_each(f"{key}.dropout", spec.get("dropout", t.dropout), n, "layers", _rate),
+            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "layers", _flag),
+        )
+    head_of = "a cnn's is its head's; per block: block_dropout" if family == "cnn" else "an lstm's is its head's"
+    _require(not listed["dropout"], f"'{key}.dropout' is one rate here ({head_of}; per head layer: head_dropout)")
+    head = spec.get("head", [128])
+    head = tuple(_count(f"{key}.head", w) for w in (head if isinstance(head, list) else [head]))
+    if family == "cnn":
+        cnn = dict(
+            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "blocks", _flag),
+            convs_per_block=_each(f"{key}.convs_per_block", spec.get("convs_per_block", 1), n, "blocks", _count),
+            kernel_size=_count(f"{key}.kernel_size", spec.get("kernel_size", 3)),
+            padding=_choice(PADDINGS)(f"{key}.padding", get("padding", str, "same")),
+            pooling=_each(f"{key}.pooling", spec.get("pooling", "max"), n, "blocks", _choice(POOLINGS)),
+            pool_padding=_choice(PADDINGS)(f"{key}.pool_padding", get("pool_padding", str, "same")),
+            block_dropout=_each(f"{key}.block_dropout", spec.get("block_dropout", 0.0), n, "blocks", _rate),
+            top=_choice(TOPS)(f"{key}.top", get("top", str, "flatten")),
+            flatten_batch_norm=get("flatten_batch_norm", bool, False),
+        )
+        head_norm = False if listed["batch_norm"] else spec.get("batch_norm", t.batch_norm)
+    else:
+        _require(not listed["batch_norm"],
+                 f"'{key}.batch_norm' is one boolean for an lstm (its head's; per head layer: head_batch_norm)")
+        cnn, head_norm = {}, spec.get("batch_norm", t.batch_norm)
+    return Net(
+        **common, **cnn, head=head,
+        head_dropout=_each(f"{key}.head_dropout", spec.get("head_dropout", spec.get("dropout", t.dropout)), len(head),
+                           "head layers", _rate),
+        head_batch_norm=_each(f"{key}.head_batch_norm", spec.get("head_batch_norm", head_norm), len(head),
+                              "head layers", _flag),
+    )
+
+
+def map_sizes(key: str, net: Net, side: int) -> list[int]:
+    """The side of a cnn's feature map after each block, on `side` x `side` images; a
+    convolution or pooling that would shrink it below 1x1 is refused, naming the block."""
+    sizes, size, k = [], side, net.kernel_size
+    for block, (convs, pool) in enumerate(zip(net.convs_per_block, net.pooling), 1):
+        for _ in range(convs):
+            if net.padding == "valid":
+                _require(size >= k, f"'{key}': block {block}'s {k}x{k} valid convolution shrinks its {size}x{size} "
+                         f"map below 1x1 (images {side}x{side}); use padding same, a smaller kernel_size or fewer blocks")
+                size -= k - 1
+        if pool != "none":
+            _require(net.pool_padding == "same" or size >= 2,
+                     f"'{key}': block {block}'s 2x2 valid pooling shrinks its {size}x{size} map below 1x1 "
+                     f"(images {side}x{side}); use pool_padding same, pooling none or fewer blocks")
+            size = -(-size // 2) if net.pool_padding == "same" else size // 2
+        sizes.append(size)
+    return sizes
+
+
+def check_fits(cell: Cell, side: int) -> None:
+    """Refuse a cnn cell whose blocks shrink `side` x `side` images below 1x1 (ParamsError)."""
+    if cell.family == "cnn":
+        map_sizes(f"doe.cells.{cell.name}", cell.net, side)
 
 
 def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
@@ -359,20 +590,36 @@ def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
     _require(
         not unknown,
         f"unknown key '{key}.{unknown[0] if unknown else ''}' "
-        f"(a cell takes family, layers, nodes and any of: {', '.join(sorted(train_keys))})",
+        f"(a cell takes family, layers, nodes, any train knob ({', '.join(sorted(train_keys))}) "
+        f"and its family's keys ({family}: {', '.join(FAMILY_KEYS[family])})",
     )
-    family = raw["family"]
-    _require(
-        family in FAMILIES, f"'{key}.family' is {family!r}; choose one of {', '.join(FAMILIES)}"
-    )
-    layers = _check_type(f"{key}.layers", raw["layers"], int)
-    nodes = _check_type(f"{key}.nodes", raw["nodes"], int)
-    _require(layers >= 1, f"'{key}.layers' must be >= 1, got {layers}")
-    _require(nodes >= 1, f"'{key}.nodes' must be >= 1, got {nodes}")
+    foreign = sorted((given & net_keys) - set(FAMILY_KEYS[family]))
+    owners = [f for f in FAMILIES if foreign and foreign[0] in FAMILY_KEYS[f]]
+    _require(not foreign, f"'{key}.{foreign[0] if foreign else ''}' is a key of {' and '.join(owners)} cells; "
+             f"a {family} cell does not take it")
+    refused = sorted(given & set(BASELINE_REFUSES.get(family, ())))
+    _require(not refused, f"'{key}.{refused[0] if refused else ''}' does not apply to a {family} cell "
+             + ("(a Keras knob)" if refused and refused[0] in KERAS_ONLY_KNOBS else "(logreg takes epochs, seed, C, solver)"))
+    # a list of dropout rates or batch-norm flags is the net's; one value is a train knob as ever
+    overrides = {k: v for k, v in raw.items()
+                 if k in train_keys and not (k in ("dropout", "batch_norm") and isinstance(v, list))}
     merged = {**dataclasses.asdict(shared), **overrides}
     train = _typed(key, TrainParams, merged)
     _check_train(key, train)
-    return Cell(name=str(name), family=family, layers=layers, nodes=nodes, train=train)
+    _check_optimizer_knobs(key, given, train)
+    if family == "mlp":
+        _require(train.optimizer in MLP_SOLVERS,
+                 f"'{key}.optimizer' is {train.optimizer!r}; an mlp's solver is one of {', '.join(MLP_SOLVERS)}")
+        _require(train.schedule in MLP_SCHEDULES,
+                 f"'{key}.schedule' is {train.schedule!r}; an mlp takes {' or '.join(MLP_SCHEDULES)}")
+    elif family != "logreg":
+        _require(train.schedule not in MLP_SCHEDULES[1:],
+                 f"'{key}.schedule' is {train.schedule!r}, the mlp's; a {family} cell takes one of {', '.join(SCHEDULES)}")
+    net = resolve_net(key, family, raw, train)
+    if family == "cnn":
+        map_sizes(key, net, IMAGE_SIDE)
+    nodes = net.nodes if isinstance(raw["nodes"], list) else raw["nodes"]
+    return Cell(name=str(name), family=family, layers=len(net.nodes), nodes=nodes, train=train, net=net)
 
 
 def parse(raw: Any) -> Params:
@@ -432,6 +679,7 @@ def parse(raw: Any) -> Params:
     _require(augment.fill_mode in FILL_MODES,
              f"'augment.fill_mode' is {augment.fill_mode!r}; choose one of {', '.join(FILL_MODES)}")
     _check_train("train", train)
+    _check_optimizer_knobs("train", set(raw.get("train") or {}), train)
     report = _typed("report", ReportParams, raw.get("report"))
     for knob in ("target_overall", "target_per_class"):
         value = getattr(report, knob)
