@@ -45,6 +45,7 @@ def cell_metrics(summary: dict, proba: dict[str, np.ndarray], truth: results.Tru
         "family": summary["family"],
         "layers": summary["layers"],
         "nodes": summary["nodes"],
+        "params": summary.get("param_count"),  # the trained model's parameter count
         "epochs": summary["epochs"],
         "runs": summary["runs"],
         "train_accuracy": round(summary["train_accuracy"], 6),
@@ -125,14 +126,15 @@ def headline(doe: dict) -> dict:
 
 def markdown_table(doe: dict) -> str:
     has_test = doe["test_labels_known"]
-    head = ["cell", "family", "layers", "nodes", "epochs", "train acc", "val acc", "val 95% CI"]
+    head = ["cell", "family", "layers", "nodes", "params", "epochs", "train acc", "val acc", "val 95% CI"]
     head += ["test acc", "test 95% CI", "test loss"] if has_test else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ranked = sorted(doe["cells"].items(), key=lambda kv: (-kv[1]["val_accuracy"], kv[0]))
     for name, m in ranked:
         row = [
             f"**{name}**" if name == doe["best_cell"] else name,
-            m["family"], str(m["layers"]), str(m["nodes"]), str(m["epochs"]),
+            m["family"], str(m["layers"]), str(m["nodes"]),
+            f"{m['params']:,}" if m.get("params") is not None else "", str(m["epochs"]),
             f"{m['train_accuracy']:.4f}",
             f"{m['val_accuracy']:.4f}" + (f" ± {m['val_accuracy_std']:.4f}" if "val_accuracy_std" in m else ""),
             "{:.4f}-{:.4f}".format(*m["val_accuracy_ci95"]),

@@ -209,6 +209,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     from .engine.loop import Trainer
     from .engine.models import BUILDERS, Regularisation, optimizer
     from .engine.forward import training_forward
+    from .engine.models import build, optimizer_options
 
     t = cell.train
     # layer names count up across the models of a process: start from zero, so the saved model
@@ -220,7 +221,8 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         splits = 1
         print(f"train: {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}", flush=True)
     else:
-        plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), t.batch_norm)
+        # a batch in parts only where no batch statistic (batch norm, activity penalty) spans it
+        plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), cell.net.whole_batches)
         intra, inter = hardware.configure_threads(plan)
         strategy, splits = tf.distribute.get_strategy(), plan.splits
         tf.config.experimental.enable_op_determinism()
@@ -229,16 +231,16 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     keras.utils.set_random_seed(t.seed)
 
     n_pixels = data["x_fit"].shape[1]
+    params.check_fits(cell, int(round(n_pixels**0.5)))  # params.yaml was checked on 28x28 images
     # the builders keep the softmax output in float32 under either mixed policy
     policy = hardware.precision_policy(t.mixed_precision, len(gpus), hardware.cpu_has_bfloat16())
     keras.mixed_precision.set_global_policy(policy)
     try:
         with strategy.scope():
-            reg = Regularisation(dropout=t.dropout, l1=t.l1, l2=t.l2, batch_norm=t.batch_norm)
-            model = BUILDERS[cell.family](n_pixels, n_classes, cell.layers, cell.nodes, reg)
+            model = build(cell.family, n_pixels, n_classes, cell.net)
             # compiled for its saved form (optimizer and loss travel with model.keras); Trainer fits it
             model.compile(
-                optimizer=optimizer(t.optimizer, t.learning_rate),
+                optimizer=optimizer(t.optimizer, t.learning_rate, **optimizer_options(t.optimizer, t)),
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
@@ -287,37 +289,71 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     return model, trainer.predict, epochs_run, trainer.epoch_seconds
 
 
+def mlp_options(cell: params.Cell) -> dict:
+    """MLPClassifier's arguments for an mlp cell: its solver is the cell's optimizer (sgd or
+    adam), at the cell's learning rate; a constant rate or inverse scaling (`power_t`); L2
+    penalty `alpha`; a width per layer; the optimizer knobs that are set (else sklearn's)."""
+    t, net = cell.train, cell.net
+    options = dict(
+        hidden_layer_sizes=tuple(net.nodes), solver=t.optimizer, learning_rate_init=t.learning_rate,
+        learning_rate="invscaling" if t.schedule == "invscaling" else "constant", power_t=net.power_t,
+        alpha=net.alpha, batch_size=t.batch_size, random_state=t.seed,
+    )
+    knobs = {"sgd": {"momentum": "momentum", "nesterov": "nesterovs_momentum"},
+             "adam": {"beta_1": "beta_1", "beta_2": "beta_2", "epsilon": "epsilon"}}[t.optimizer]
+    options.update({theirs: getattr(t, ours) for ours, theirs in knobs.items() if getattr(t, ours) is not None})
+    return options
+
+
 def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     """Fit a scikit-learn baseline; returns (fitted estimator, predict function, epochs run,
-    each epoch's seconds: its fit and its scoring)."""
+    each epoch's seconds: its fit and its scoring).
+
+    logreg: LogisticRegression with `C` and `solver`, up to 100 x epochs iterations, one
+    logged step. mlp: one `partial_fit` pass over the rows per epoch (`mlp_options`); with
+    `patience` > 0 it stops when `monitor` (val_loss or val_accuracy) has not improved by
+    more than `min_delta` for `patience` epochs, and with `restore_best_weights` ends with
+    the best epoch's weights, stopped early or not, as the Keras families do. Each step logs loss, accuracy, val_loss and val_accuracy."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
     t = cell.train
     x = data["x_fit"].astype(np.float32) / 255
     y = data["y_fit"]
+    x_val, y_val = data["x_val"].astype(np.float32) / 255, data["y_val"]
     classes = np.unique(y)
     epoch_seconds = []
     began = time.perf_counter()
     if cell.family == "logreg":
-        model = LogisticRegression(max_iter=100 * t.epochs, random_state=t.seed)
+        model = LogisticRegression(C=cell.net.C, solver=cell.net.solver, max_iter=100 * t.epochs, random_state=t.seed)
         model.fit(x, y)
         epochs = 1
-        _log_baseline_epoch(live, model, x, y, data)
+        _log_baseline_epoch(live, model, x, y, x_val, y_val, _cross_entropy(model, x, y))
         epoch_seconds.append(time.perf_counter() - began)
     else:
-        model = MLPClassifier(
-            hidden_layer_sizes=(cell.nodes,) * cell.layers,
-            learning_rate_init=t.learning_rate if t.optimizer == "adam" else 0.001,
-            batch_size=t.batch_size,
-            random_state=t.seed,
-        )
-        for _ in range(t.epochs):
+        model = MLPClassifier(**mlp_options(cell))
+        sign = 1.0 if t.monitor == "val_loss" else -1.0  # lower is better, after the sign
+        best, best_weights, wait, stopped = float("inf"), None, 0, False
+        for epoch in range(t.epochs):
             model.partial_fit(x, y, classes=classes)
-            _log_baseline_epoch(live, model, x, y, data)
+            metrics = _log_baseline_epoch(live, model, x, y, x_val, y_val, float(model.loss_))
             epoch_seconds.append(time.perf_counter() - began)
             began = time.perf_counter()
-        epochs = t.epochs
+            if t.patience:
+                value = sign * metrics[t.monitor]
+                if value < best - t.min_delta:
+                    best, wait = value, 0
+                    best_weights = ([w.copy() for w in model.coefs_], [b.copy() for b in model.intercepts_])
+                else:
+                    wait += 1
+                    stopped = wait >= t.patience
+                    if stopped:
+                        print(f"early stop after epoch {epoch + 1}: {t.monitor} has not improved for "
+                              f"{t.patience} epochs", flush=True)
+                        break
+        if best_weights is not None and t.restore_best_weights:  # as Keras 3: stopped early or not
+            model.coefs_, model.intercepts_ = best_weights
+        epochs = epoch + 1
 
     def predict(pixels: np.ndarray) -> np.ndarray:
         return model.predict_proba(pixels.astype(np.float32) / 255).astype(np.float32)
@@ -325,14 +361,27 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     return model, predict, epochs, epoch_seconds
 
 
-def _log_baseline_epoch(live, model, x, y, data) -> None:
-    live.log_metric("accuracy", float(model.score(x, y)))
-    live.log_metric("val_accuracy", float(model.score(data["x_val"].astype(np.float32) / 255, data["y_val"])))
+def _cross_entropy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """The mean cross-entropy of `model`'s probabilities for labels `y` (a class the model
+    never saw counts as probability 1e-7, as Keras clips)."""
+    proba = model.predict_proba(x)
+    at = np.clip(np.searchsorted(model.classes_, y), 0, len(model.classes_) - 1)
+    p = np.where(model.classes_[at] == y, proba[np.arange(len(y)), at], 0.0)
+    return float(-np.mean(np.log(np.clip(p, 1e-7, 1.0))))
+
+
+def _log_baseline_epoch(live, model, x, y, x_val, y_val, loss: float) -> dict[str, float]:
+    metrics = {"loss": loss, "accuracy": float(model.score(x, y)),
+               "val_loss": _cross_entropy(model, x_val, y_val), "val_accuracy": float(model.score(x_val, y_val))}
+    for name, value in metrics.items():
+        live.log_metric(name, value)
     live.next_step()
+    return metrics
 
 
 def save_model(model, family: str, out_dir: Path) -> None:
-    """Keras models as .keras; baselines as plain arrays (never pickle)."""
+    """Keras models as .keras; baselines as plain arrays (never pickle). Beside it,
+    summary.txt: each layer's output shape and parameters (a baseline's arrays), and the total."""
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     if family in ("logreg", "mlp"):
@@ -343,10 +392,29 @@ def save_model(model, family: str, out_dir: Path) -> None:
             for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
                 arrays[f"weights_{i}"], arrays[f"bias_{i}"] = w, b
         files.save_npz(out_dir / "model.npz", **arrays)
+        weights = {name: a for name, a in arrays.items() if name != "classes"}
+        lines = [f"{name}  {tuple(a.shape)}  {a.size:,}" for name, a in weights.items()]
+        total = sum(a.size for a in weights.values())
+        files.write_text(out_dir / SUMMARY, "\n".join([*lines, "", f"Total params: {total:,}"]) + "\n")
     else:
+        from .engine.models import summary
+
         with files.atomic_path(out_dir / "model.keras", ".keras") as tmp:
             model.save(tmp)
             reproducible_keras_archive(tmp)
+        files.write_text(out_dir / SUMMARY, summary(model)[0])
+
+
+SUMMARY = "summary.txt"  # beside each saved model: its layers, shapes and parameter counts
+
+
+def saved_param_count(out_dir: Path) -> int | None:
+    """The parameter count the summary.txt in `out_dir` gives (None without one)."""
+    path = out_dir / SUMMARY
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.startswith("Total params: "):
+            return int(line.removeprefix("Total params: ").replace(",", ""))
+    return None
 
 
 def reproducible_keras_archive(path: Path) -> None:
@@ -484,7 +552,8 @@ def train_cell(cell: params.Cell) -> dict:
         "cell": cell.name,
         "family": cell.family,
         "layers": cell.layers,
-        "nodes": cell.nodes,
+        "nodes": list(cell.nodes) if isinstance(cell.nodes, tuple) else cell.nodes,
+        "param_count": saved_param_count(cell_backup / "model"),  # the saved (first run's) model's
         "epochs": max(r["epochs"] for r in run_rows),
         "runs": len(run_rows),
         "train_rows": run_rows[0]["fit_rows"],
@@ -496,6 +565,7 @@ def train_cell(cell: params.Cell) -> dict:
         # the best epoch (counted from 1) by validation accuracy and by validation loss
         **cell_best_epochs(run_curves),
         "params": dict(vars(cell.train)),
+        "net": json.loads(json.dumps(dataclasses.asdict(cell.net))),  # what it built, every key resolved
     }
     files.save_npz(
         paths.PREDICTIONS_DIR / f"{cell.name}.npz",
