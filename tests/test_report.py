@@ -188,3 +188,17 @@ def test_the_report_follows_an_optimizer_by_learning_rate_design(tmp_path, monke
     assert not (tmp_path / "plots/heatmaps/dense.png").exists()  # one depth, one width: no heatmap
     for name in ("optimizer", "learning_rate", "optimizer_x_learning_rate"):
         assert (tmp_path / f"plots/factors/{name}.png").stat().st_size > 0
+
+
+def test_widths_per_layer_are_factors_not_a_heatmap(tmp_path, monkeypatch):
+    """Cells that give a width per layer (seed 002's 256-512, 512-256, 1024-512-256) are analysed
+    by their widths as a factor; no layers x nodes grid is drawn from lists."""
+    monkeypatch.chdir(tmp_path)
+    widths = dict(zip(CELLS, [[256, 512], [512, 256], [1024, 512, 256], [128]]))
+    cells = {name: {"family": "dense", "layers": len(w), "nodes": w} for name, w in widths.items()}
+    write_inputs(tmp_path, cells=cells)
+    report.main()
+    metrics = files.read_json("metrics/stats.json")
+    assert {r["value"] for r in metrics["factors"]["nodes"]} == {"256-512", "512-256", "1024-512-256", 128}
+    assert not (tmp_path / "plots/heatmaps/dense.png").exists()
+    assert "## The design's factors" in (tmp_path / "metrics/report.md").read_text()

@@ -408,7 +408,8 @@ def main() -> None:
     declared = params.load().cells
     factors = varying_factors({cell: declared[cell] for cell in cells})
     rows = anova_rows(doe)
-    if set(factors) <= LAYERS_X_NODES:
+    one_width = all(isinstance(m["nodes"], int) for m in doe["cells"].values())  # not a width per layer
+    if set(factors) <= LAYERS_X_NODES and one_width:
         # depth and width are the whole design: a two-way ANOVA per family, with interaction
         anova = stats.two_way_anova(rows)
         anova_reasons = {
@@ -426,7 +427,8 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
     heatmaps = {
         family: plot_heatmap(doe, family) for family in families(doe)
-        if len({m["layers"] for m in doe["cells"].values() if m["family"] == family}) > 1
+        if all(isinstance(m["nodes"], int) for m in doe["cells"].values() if m["family"] == family)
+        and len({m["layers"] for m in doe["cells"].values() if m["family"] == family}) > 1
         and len({str(m["nodes"]) for m in doe["cells"].values() if m["family"] == family}) > 1
     }
     effects = main_effects(doe, factors)
