@@ -68,9 +68,14 @@ def cell_metrics(summary: dict, proba: dict[str, np.ndarray], truth: results.Tru
         hits = int(np.sum(proba["test"].argmax(1)[known] == truth.y_test[known]))
         row["test_accuracy"] = round(hits / int(known.sum()), 6)
         row["test_accuracy_ci95"] = _interval(stats.wilson_interval(hits, int(known.sum())))
-        test = np.clip(proba["test"][known].astype(np.float64), 1e-7, 1.0)
-        row["test_loss"] = round(float(log_loss(truth.y_test[known], test / test.sum(1, keepdims=True),
-                                                labels=range(len(truth.classes)))), 6)
+        test = proba["test"][known].astype(np.float64)
+        # a diverged run (a learning rate of 1, say) predicts NaN: its loss is unknown, not an error
+        if np.isfinite(test).all():
+            test = np.clip(test, 1e-7, 1.0)
+            row["test_loss"] = round(float(log_loss(truth.y_test[known], test / test.sum(1, keepdims=True),
+                                                    labels=range(len(truth.classes)))), 6)
+        else:
+            row["test_loss"] = None
     return row
 
 
@@ -124,6 +129,10 @@ def headline(doe: dict) -> dict:
     return out
 
 
+def _loss(value: float | None) -> str:
+    return "diverged" if value is None else f"{value:.4f}"
+
+
 def markdown_table(doe: dict) -> str:
     has_test = doe["test_labels_known"]
     head = ["cell", "family", "layers", "nodes", "params", "epochs", "train acc", "val acc", "val 95% CI"]
@@ -140,7 +149,7 @@ def markdown_table(doe: dict) -> str:
             "{:.4f}-{:.4f}".format(*m["val_accuracy_ci95"]),
         ]
         row += [f"{m['test_accuracy']:.4f}", "{:.4f}-{:.4f}".format(*m["test_accuracy_ci95"]),
-                f"{m['test_loss']:.4f}"] if has_test else []
+                _loss(m["test_loss"])] if has_test else []
         lines.append("| " + " | ".join(row) + " |")
     if "ensemble" in doe:
         e = doe["ensemble"]
@@ -148,7 +157,7 @@ def markdown_table(doe: dict) -> str:
                f"{e['val_accuracy']:.4f} (optimistic: its members were chosen on it)",
                "{:.4f}-{:.4f}".format(*e["val_accuracy_ci95"])]
         row += [f"{e['test_accuracy']:.4f}", "{:.4f}-{:.4f}".format(*e["test_accuracy_ci95"]),
-                f"{e['test_loss']:.4f}"] if has_test else []
+                _loss(e["test_loss"])] if has_test else []
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

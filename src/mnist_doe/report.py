@@ -304,8 +304,9 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
         text = (f"The mean of the probabilities of the {len(e['members'])} best cells ({', '.join(e['members'])}): "
                 f"validation accuracy {_acc(e['val_accuracy'])} (optimistic: the members were chosen on it)")
         if "test_accuracy" in e:
+            loss = "unknown (a member diverged)" if e["test_loss"] is None else f"{e['test_loss']:.4f}"
             text += (f", test accuracy {_acc(e['test_accuracy'])} (95% CI {e['test_accuracy_ci95'][0]:.4f}-"
-                     f"{e['test_accuracy_ci95'][1]:.4f}), test loss {e['test_loss']:.4f}")
+                     f"{e['test_accuracy_ci95'][1]:.4f}), test loss {loss}")
         lines.append(text + ". Its submission: `submissions/ensemble.csv`.")
 
     present = {title: path for title, path in OTHER_PLOTS.items() if path.exists()}
