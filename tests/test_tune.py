@@ -83,3 +83,18 @@ def test_a_killed_study_resumes_from_its_last_finished_step(project):
     # the first step's cells were not trained again
     assert "Running stage 'train@s1-" not in again.stdout
     assert len(json.loads(record.read_text())["steps"]) == 2
+
+
+def test_a_design_may_name_several_studies_and_bad_steps_are_one_line(tmp_path):
+    from mnist_doe import tune as tune_module
+    from mnist_doe.common.params import ParamsError
+
+    study = DESIGN["tuning"]
+    studies = tune_module.read_studies({"tuning": {"mlp": study, "cnn": study}}, tmp_path / "d.yaml")
+    assert list(studies) == ["mlp", "cnn"] and studies["cnn"]["steps"][0]["knob"] == "nodes"
+    assert list(tune_module.read_studies(DESIGN, tmp_path / "d.yaml")) == [""]
+    bad = {"tuning": {"start": {"family": "dense", "layers": 1, "nodes": 8}, "steps": [{"knob": "nodes", "values": [8]}]}}
+    with pytest.raises(ParamsError, match=r"'tuning'\.steps\[1\] must be \{knob: <a cell key>, values: \[two or more\]\}"):
+        tune_module.read_studies(bad, tmp_path / "d.yaml")
+    assert tune_module.cell_name(2, "learning_rate", 0.001) == "s2-learning_rate-0p001"
+    assert tune_module.cell_name(3, "nodes", [16, 32]) == "s3-nodes-16-32"

@@ -9,12 +9,13 @@ knob over a few values from the current best cell:
         - {knob: learning_rate, values: [0.0001, 0.001, 0.01]}
         - {knob: batch_size, values: [32, 64, 128]}
 
-The rest of the design is applied to params.yaml first (as `python -m mnist_doe.design`
+A design may hold several such studies by name (`tuning: {mlp: {start, steps}, cnn: {...}}`),
+run one after another. The rest of the design is applied to params.yaml first (as `python -m mnist_doe.design`
 does). Each step then declares one cell per value (the current best with that value) and
 runs as a DVC experiment (`dvc exp run --name <design>-step<k>-<knob>`), so every step is
 cached and shows in `dvc exp show`; the winner by validation accuracy (evaluate's best cell)
 carries its value into the next step. After every step the path of winners is written to
-`tuning/<design>.json`, `.md` (per step: each value's train and validation accuracy and
+`tuning/<design>.json` (`tuning/<design>-<study>.json` for named studies), `.md` (per step: each value's train and validation accuracy and
 training time) and `.png`; a rerun after an interruption continues from the first step not
 recorded there. The last step's results stay in the workspace.
 """
@@ -39,10 +40,17 @@ TUNING_DIR = Path("tuning")
 SECTION = "tuning"
 
 
-def read_tuning(design: dict, source: Path) -> dict:
-    """The tuning section, checked: a start cell and steps of one knob and two or more values."""
+def read_studies(design: dict, source: Path) -> dict[str, dict]:
+    """The tuning section as {study name: study}; one unnamed study is named ''."""
     spec = design.get(SECTION)
-    where = f"{source}: '{SECTION}'"
+    if isinstance(spec, dict) and "start" not in spec and spec and all(isinstance(v, dict) for v in spec.values()):
+        return {str(name): read_tuning(study, source, f"{SECTION}.{name}") for name, study in spec.items()}
+    return {"": read_tuning(spec, source, SECTION)}
+
+
+def read_tuning(spec, source: Path, label: str = SECTION) -> dict:
+    """One study, checked: a start cell and steps of one knob and two or more values."""
+    where = f"{source}: '{label}'"
     if not isinstance(spec, dict) or set(spec) - {"start", "steps"} or "start" not in spec or "steps" not in spec:
         raise params.ParamsError(f"{where} must be a mapping with 'start' (a cell) and 'steps' (a list)")
     if not isinstance(spec["start"], dict) or not isinstance(spec["steps"], list) or not spec["steps"]:
@@ -99,7 +107,8 @@ def run_step(name: str, cells: dict[str, dict]) -> dict:
 
 
 def markdown(record: dict) -> str:
-    lines = [f"# One-at-a-time tuning: {record['design']}", "",
+    title = record["design"] + (f", study {record['study']}" if record.get("study") else "")
+    lines = [f"# One-at-a-time tuning: {title}", "",
              f"Start: `{json.dumps(record['start'])}`", ""]
     for step in record["steps"]:
         lines += [f"## Step {step['step']}: {step['knob']} (experiment `{step['experiment']}`)", "",
@@ -140,19 +149,25 @@ def plot(record: dict, path: Path) -> None:
     files.save_png(fig, path)
 
 
-def tune(design_path: Path, stop_after: int | None = None) -> dict:
+def tune(design_path: Path, stop_after: int | None = None) -> dict[str, dict]:
+    """Run every study of the design in turn; returns {study name: its record}."""
     design = yaml.safe_load(design_path.read_text())
     if not isinstance(design, dict):
         raise params.ParamsError(f"{design_path}: a design is a mapping of params.yaml sections")
-    spec = read_tuning(design, design_path)
-    stem = design_path.stem
+    studies = read_studies(design, design_path)
+    return {name: tune_study(design_path, design, name, spec, stop_after) for name, spec in studies.items()}
+
+
+def tune_study(design_path: Path, design: dict, study: str, spec: dict, stop_after: int | None) -> dict:
+    stem = f"{design_path.stem}-{study}" if study else design_path.stem
     record_path = TUNING_DIR / f"{stem}.json"
-    fingerprint = _fingerprint(design)
+    # what the study's results depend on: its own steps and the design's other sections
+    fingerprint = _fingerprint({"sections": {k: v for k, v in design.items() if k != SECTION}, "study": spec})
     record = files.read_json(record_path) if record_path.exists() else None
     if record is None or record.get("fingerprint") != fingerprint:
         if record is not None:
             print(f"tune: {record_path} was written for another version of {design_path}: starting over")
-        record = {"design": str(design_path), "fingerprint": fingerprint, "start": spec["start"],
+        record = {"design": str(design_path), "study": study, "fingerprint": fingerprint, "start": spec["start"],
                   "winners": {}, "steps": []}
     sections = {k: v for k, v in design.items() if k != SECTION}
     if sections:
