@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine:  `make repro` (the default DOE) and `make test`.
+# Two entry points for a fresh machine:  `make repro` (the default DOE; `make repro JOBS=2`: two
+# cells at a time) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -15,8 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# JOBS=N (N > 1): N cells trained at once, each in its own workspace (python -m mnist_doe.parallel)
+JOBS ?= 1
 repro: setup
-	dvc repro
+	@if [ "$(JOBS)" -gt 1 ]; then set -x; python -m mnist_doe.parallel --jobs $(JOBS); else set -x; dvc repro; fi
 
 test: setup
 	pytest
