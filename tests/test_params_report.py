@@ -49,8 +49,6 @@ def test_bad_class_names_are_one_line(names, message):
         parsed(data={"class_names": names})
 
 
-def test_a_name_for_a_label_the_data_lacks_is_an_error():
-    from mnist_doe.common.errors import DataError
-
-    with pytest.raises(DataError, match=r"'data\.class_names' names label '7', which the training data does not"):
-        class_names(["0", "1"], {7: "seven"})
+def test_a_name_for_a_label_the_data_lacks_is_said_and_not_used(capsys):
+    assert class_names(["0", "1"], {7: "seven", 1: "one"}) == ["0", "one"]
+    assert "data.class_names names 1 label(s) the training data does not have (7)" in capsys.readouterr().out

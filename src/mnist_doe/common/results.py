@@ -49,16 +49,15 @@ def load_truth() -> Truth:
 
 def class_names(classes: list[str], names: dict) -> list[str]:
     """Each class's name from `data.class_names` (label -> name), its label text where none is
-    given. A name for a label the data does not have is an error, not ignored."""
+    given. Names of labels the data does not have (a design naming all 24 letters run on a
+    sample of them, or a mistyped label) are left out, and said."""
     from ..readers.csvfile import normalise_label  # readers import common: import here
 
     given = {normalise_label(label): str(name) for label, name in names.items()}
     unknown = sorted(set(given) - set(classes))
     if unknown:
-        raise DataError(
-            f"params.yaml: 'data.class_names' names label {unknown[0]!r}, which the training data does not "
-            f"have (labels: {', '.join(classes)})"
-        )
+        print(f"note: data.class_names names {len(unknown)} label(s) the training data does not have "
+              f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}); they are not used")
     return [given.get(label, label) for label in classes]
 
 
