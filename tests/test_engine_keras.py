@@ -83,38 +83,75 @@ def test_without_dropout_model_fit_learns_what_the_fast_loop_learns(tmp_path):
     np.testing.assert_allclose(keras, fast, atol=1e-4)
 
 
+def keras_run(data: dict, epochs: int, backup: Path, logged: list, seed_offset: int = 0, **knobs):
+    """The Keras engine on a dense model built as a new process builds it (global seed
+    `seed_offset` away from the run's: the backup, not the seed, must make the run equal)."""
+    import keras
+
+    from mnist_doe.engine import keras_fit
+    from mnist_doe.engine.models import BUILDERS, Regularisation, optimizer
+
+    t = params.TrainParams(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=0.003, seed=4,
+                           engine="keras", **knobs)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(t.seed + seed_offset)
+    model = BUILDERS["dense"](784, 10, 1, 16, Regularisation(dropout=t.dropout))
+    if seed_offset:
+        for variable in model.trainable_variables:  # other initial weights: only the backup can fix them
+            variable.assign(variable * 0.5)
+    model.compile(optimizer=optimizer("adam", t.learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    done, _ = keras_fit.fit(model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
+                            backup=backup, fingerprint="f", log=logged.append)
+    return done, model
+
+
+KNOBS = {"dropout": 0.3, "patience": 3, "monitor": "val_accuracy", "plateau_patience": 1,
+         "plateau_min_delta": 0.05, "plateau_factor": 0.5, "schedule": "multiply", "decay_rate": 0.9}
+
+
 def test_a_resumed_model_fit_ends_as_an_uninterrupted_one(tmp_path):
     """BackupAndRestore with the state it does not keep (dropout seed states, early stopping's
     and the plateau rule's counts) beside it: 2 epochs, then a fresh model resumed to 6, equal
     to 6 in one go, weights, curve and stop."""
+    data = digit_data()
+    whole_log, first_log, resumed_log = [], [], []
+    whole_epochs, whole = keras_run(data, 6, tmp_path / "a", whole_log, **KNOBS)
+    keras_run(data, 2, tmp_path / "b", first_log, **KNOBS)
+    resumed_epochs, resumed = keras_run(data, 6, tmp_path / "b", resumed_log, seed_offset=7, **KNOBS)
+    assert resumed_epochs == whole_epochs and len(resumed_log) == whole_epochs - 2
+    assert first_log + resumed_log == whole_log
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("moment", ["while writing the weights", "before the metadata", "before the state"])
+def test_a_kill_while_the_backup_is_written_resumes_from_the_epoch_before(tmp_path, moment, capsys):
+    """BackupAndRestore overwrites its files in place, then the state follows: killed at any of
+    these moments of epoch 3's backup, the run resumes from epoch 2's files (their .bkp copies)
+    and ends as an uninterrupted run."""
     from mnist_doe.engine import keras_fit
 
     data = digit_data()
-    knobs = {"dropout": 0.3, "patience": 3, "monitor": "val_accuracy", "plateau_patience": 1,
-             "plateau_min_delta": 0.05, "plateau_factor": 0.5, "schedule": "multiply", "decay_rate": 0.9}
-
-    def run(epochs: int, backup: Path, logged: list, seed_offset: int = 0):
-        import keras
-
-        from mnist_doe.engine.models import BUILDERS, Regularisation, optimizer
-
-        t = params.TrainParams(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=0.003, seed=4,
-                               engine="keras", **knobs)
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(t.seed + seed_offset)  # a resumed process builds its own model
-        model = BUILDERS["dense"](784, 10, 1, 16, Regularisation(dropout=t.dropout))
-        model.compile(optimizer=optimizer("adam", t.learning_rate), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        done, _ = keras_fit.fit(model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
-                                backup=backup, fingerprint="f", log=logged.append)
-        return done, model
-
-    whole_log, first_log, resumed_log = [], [], []
-    whole_epochs, whole = run(6, tmp_path / "a", whole_log)
-    run(2, tmp_path / "b", first_log)
-    resumed_epochs, resumed = run(6, tmp_path / "b", resumed_log, seed_offset=7)
-    assert resumed_epochs == whole_epochs and len(resumed_log) == whole_epochs - 2
-    assert first_log + resumed_log == whole_log
+    knobs = {"dropout": 0.3}
+    _, whole = keras_run(data, 4, tmp_path / "whole", [], **knobs)
+    folder = tmp_path / "killed"
+    keras_run(data, 2, folder, [], **knobs)  # epochs 1-2 backed up
+    weights, metadata = folder / keras_fit.KERAS_WEIGHTS, folder / keras_fit.KERAS_METADATA
+    # what BackupAndRestore(double_checkpoint=True) does first when it backs up epoch 3
+    (folder / (keras_fit.KERAS_WEIGHTS + keras_fit.PREVIOUS)).write_bytes(weights.read_bytes())
+    (folder / (keras_fit.KERAS_METADATA + keras_fit.PREVIOUS)).write_bytes(metadata.read_bytes())
+    if moment == "while writing the weights":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        other = tmp_path / "other"  # weights of another epoch 3
+        keras_run(data, 3, other, [], **knobs)
+        weights.write_bytes((other / keras_fit.KERAS_WEIGHTS).read_bytes())
+        if moment == "before the state":
+            metadata.write_text('{"epoch": 3, "batch": 0}')
+    logged = []
+    done, resumed = keras_run(data, 4, folder, logged, seed_offset=7, **knobs)
+    assert done == 4 and len(logged) == 2 and "discarding" not in capsys.readouterr().out
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
 
@@ -122,16 +159,17 @@ def test_a_resumed_model_fit_ends_as_an_uninterrupted_one(tmp_path):
 def test_a_backup_of_another_run_is_discarded(tmp_path, capsys):
     from mnist_doe.engine import keras_fit
 
-    (tmp_path / "b").mkdir()
-    files.save_npz(tmp_path / "b" / keras_fit.STATE, state=np.array(json.dumps({"fingerprint": "g", "epochs_done": 1})))
-    (tmp_path / "b" / keras_fit.KERAS_METADATA).write_text('{"epoch": 1, "batch": 0}')
-    assert keras_fit.read_backup(tmp_path / "b", "f") is None
+    data = digit_data()
+    keras_run(data, 1, tmp_path / "b", [])
+    state = files.load_npz(tmp_path / "b" / keras_fit.STATE)
+    saved = json.loads(str(state["state"]))
+    assert keras_fit.read_backup(tmp_path / "b", "g") is None
     assert "written for other parameters" in capsys.readouterr().out and not (tmp_path / "b").exists()
     (tmp_path / "c").mkdir()
-    files.save_npz(tmp_path / "c" / keras_fit.STATE, state=np.array(json.dumps({"fingerprint": "f", "epochs_done": 3})))
+    files.save_npz(tmp_path / "c" / keras_fit.STATE, state=np.array(json.dumps({**saved, "epochs_done": 3})))
     (tmp_path / "c" / keras_fit.KERAS_METADATA).write_text('{"epoch": 2, "batch": 0}')
     assert keras_fit.read_backup(tmp_path / "c", "f") is None
-    assert "its state is of epoch 3, BackupAndRestore's of epoch 2" in capsys.readouterr().out
+    assert "no weights of BackupAndRestore's are those of its state's epoch 3" in capsys.readouterr().out
 
 
 CELL = "dense-2x64"

@@ -19,14 +19,19 @@ and learning-rate rules, trained by Keras' `fit` with
 and the epoch count. It keeps neither the dropout layers' seed-generator states (Keras'
 weights files leave them out) nor what EarlyStopping and ReduceLROnPlateau have counted, so a
 resumed `fit` would draw other dropout masks and start its patience over. `_ResumeState`
-keeps those beside it (state.npz in the same folder), so a killed and resumed run ends as an
-uninterrupted one. It is written just before `BackupAndRestore` writes its own files; the two
-are used only when they hold the same epoch and the run's fingerprint, else both are
+keeps those beside it (state.npz in the same folder, written in one piece), so a killed and
+resumed run ends as an uninterrupted one. It is written after `BackupAndRestore` has written
+its files, with a hash of the weights file they belong to. `BackupAndRestore` overwrites its
+files in place, so it keeps the previous epoch's as `.bkp` copies (`double_checkpoint`): a
+kill while it writes, or before the state follows, leaves the previous epoch's files, which
+are put back. A resumed run uses a weights file and epoch count only when they are the ones
+its state was written with, and only a state of the same run (fingerprint); anything else is
 discarded with one line and the run starts over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -44,7 +49,13 @@ from .fresh import epoch_transforms
 from .loop import EVAL_BATCH, epoch_order, warp_batch
 
 STATE = "state.npz"
-KERAS_METADATA = "training_metadata.json"  # what BackupAndRestore writes beside its weights
+KERAS_WEIGHTS = "latest.weights.h5"  # what BackupAndRestore writes: the weights and optimizer,
+KERAS_METADATA = "training_metadata.json"  # the epochs done, and with double_checkpoint
+PREVIOUS = ".bkp"  # the previous epoch's copies of both, named with this suffix
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -145,24 +156,27 @@ class _ResumeState(keras.callbacks.Callback):
             p = self.plateau
             state["plateau"] = {"best": None if p.best is None else float(p.best), "wait": int(p.wait),
                                 "cooldown_counter": int(p.cooldown_counter)}
+        state["weights_digest"] = _digest(self.folder / KERAS_WEIGHTS)  # BackupAndRestore wrote it just now
         files.save_npz(self.folder / STATE, state=np.array(json.dumps(state)), **arrays)
 
 
 def read_backup(folder: Path, fingerprint: str) -> dict | None:
-    """The saved state of this run (None: no backup). A backup of another run, a damaged one,
-    or one whose state and BackupAndRestore's files hold different epochs is removed with one
-    line."""
+    """The saved state of this run (None: no backup), with BackupAndRestore's files of the
+    same epoch in place. A backup of another run, a damaged one, or one whose state matches
+    neither BackupAndRestore's files nor their previous copies is removed with one line."""
     if not folder.exists():
+        return None
+    if not (folder / STATE).exists():  # killed before its first epoch was backed up: nothing to resume
+        shutil.rmtree(folder)
         return None
     reason = None
     try:
         arrays = files.load_npz(folder / STATE)
         state = json.loads(str(arrays["state"]))
-        keras_epoch = json.loads((folder / KERAS_METADATA).read_text())["epoch"]
         if state["fingerprint"] != fingerprint:
             reason = "written for other parameters, data or code"
-        elif int(keras_epoch) != int(state["epochs_done"]):
-            reason = f"its state is of epoch {state['epochs_done']}, BackupAndRestore's of epoch {keras_epoch}"
+        else:
+            reason = _put_matching_files_in_place(folder, int(state["epochs_done"]), state["weights_digest"])
     except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
         reason = f"it cannot be read: {type(err).__name__}: {' '.join(str(err).split())}"
     if reason:
@@ -170,6 +184,23 @@ def read_backup(folder: Path, fingerprint: str) -> dict | None:
         shutil.rmtree(folder)
         return None
     return {"state": state, "arrays": arrays}
+
+
+def _put_matching_files_in_place(folder: Path, epochs: int, digest: str) -> str | None:
+    """Leave BackupAndRestore's files of `epochs` epochs, whose weights hash to `digest`, in
+    place: the current ones, or else the previous copies; why neither fits otherwise."""
+    for suffix in ("", PREVIOUS):
+        weights, metadata = folder / (KERAS_WEIGHTS + suffix), folder / (KERAS_METADATA + suffix)
+        try:
+            fits = json.loads(metadata.read_text())["epoch"] == epochs and _digest(weights) == digest
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if fits:
+            if suffix:
+                shutil.copyfile(weights, folder / KERAS_WEIGHTS)
+                shutil.copyfile(metadata, folder / KERAS_METADATA)
+            return None
+    return f"no weights of BackupAndRestore's are those of its state's epoch {epochs}"
 
 
 def fit(
@@ -212,10 +243,10 @@ def fit(
         callbacks.append(plateau)
     backup.mkdir(parents=True, exist_ok=True)
     callbacks += [
-        _ResumeState(backup, fingerprint, stopping, plateau, saved),
         # kept until the cell is done (train.py removes the cell's backup): a run killed after
         # its last epoch but before its results are written does not train again
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+        _ResumeState(backup, fingerprint, stopping, plateau, saved),  # after it: see the module's docstring
     ]
     model.fit(
         batches,
