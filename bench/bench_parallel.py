@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -65,7 +66,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the design's train.epochs (and every cell's)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--kind", help="the machine kind's folder under bench/results/ (default: from the CPU)")
-    parser.add_argument("--keep", type=Path, help="keep the two projects under this folder")
+    parser.add_argument("--repeats", type=int, default=2, help="pairs of runs, each pair from an empty cache")
+    parser.add_argument("--keep", type=Path, help="keep the projects under this folder")
     args = parser.parse_args()
     model, flags = cpu()
     kind = args.kind or machine_kind(model, flags)
@@ -83,48 +85,61 @@ def main() -> None:
                 cell.pop("epochs", None)
             (template / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         run(template, "git", "-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-qam", "design")
-        serial, parallel = tmp / "serial", tmp / "parallel"
-        shutil.copytree(template, serial, symlinks=True)
-        shutil.copytree(template, parallel, symlinks=True)
         cells = list(params["doe"]["cells"])
-
-        load_before = os.getloadavg()[0]
-        print(f"bench_parallel: serial dvc repro of {len(cells)} cells ...", flush=True)
-        serial_s, _ = timed(dvc, serial, "repro")
-        print(f"bench_parallel: serial {serial_s:.1f} s; parallel, {args.jobs} workers ...", flush=True)
-        parallel_s, parallel_out = timed(run, parallel, sys.executable, "-m", "mnist_doe.parallel",
-                                         "--jobs", str(args.jobs))
-        load_after = os.getloadavg()[0]
-        identical = {name: (serial / name).read_bytes() == (parallel / name).read_bytes() for name in COMPARED}
-        doe = json.loads((serial / "metrics/doe.json").read_text())
-        timings = {name: json.loads((p / "timings/doe.json").read_text()) for name, p in
-                   (("serial", serial), ("parallel", parallel))}
-        if args.keep:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            for p in (serial, parallel):
-                shutil.copytree(p, args.keep / p.name, symlinks=True, dirs_exist_ok=True)
+        command = {"serial": lambda path: dvc(path, "repro"),
+                   "parallel": lambda path: run(path, sys.executable, "-m", "mnist_doe.parallel", "--jobs", str(args.jobs))}
+        reference, runs, first = None, [], {}
+        for repeat in range(1, args.repeats + 1):
+            # alternate which way goes first, so neither always meets the same machine state
+            order = ("serial", "parallel") if repeat % 2 else ("parallel", "serial")
+            pair = {}
+            for way in order:
+                path = tmp / f"{way}-{repeat}"
+                shutil.copytree(template, path, symlinks=True)
+                load = os.getloadavg()[0]
+                print(f"bench_parallel: repeat {repeat}, {way}: {len(cells)} cells ...", flush=True)
+                seconds, out = timed(command[way], path)
+                print(f"bench_parallel: repeat {repeat}, {way}: {seconds:.1f} s", flush=True)
+                results = {name: (path / name).read_bytes() for name in COMPARED}
+                reference = reference or results
+                pair[way] = {"seconds": round(seconds, 1), "load_average_before": round(load, 2),
+                             "identical_to_first_serial": {n: results[n] == reference[n] for n in COMPARED},
+                             "trained_outside_workers": re.findall(r"Running stage '(train@[^']+)'", out)
+                             if way == "parallel" else []}
+                if repeat == 1:
+                    first[way] = json.loads((path / "timings/doe.json").read_text())
+                    first["doe"] = first.get("doe") or json.loads((path / "metrics/doe.json").read_text())
+                if args.keep:
+                    shutil.copytree(path, args.keep / path.name, symlinks=True, dirs_exist_ok=True)
+                shutil.rmtree(path)
+            runs.append({"repeat": repeat, "order": list(order), **pair,
+                         "speedup": round(pair["serial"]["seconds"] / pair["parallel"]["seconds"], 2)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    trained_here = re.findall(r"Running stage '(train@[^']+)'", parallel_out)
+    doe = first["doe"]
+    serial_s = statistics.median(r["serial"]["seconds"] for r in runs)
+    parallel_s = statistics.median(r["parallel"]["seconds"] for r in runs)
+    identical = {name: all(r[way]["identical_to_first_serial"][name] for r in runs for way in ("serial", "parallel"))
+                 for name in COMPARED}
     report = {
         "design": str(args.design.resolve().relative_to(ROOT)) if args.design.resolve().is_relative_to(ROOT) else str(args.design),
         "cells": len(cells),
         "epochs": args.epochs or "as the design says",
         "data": "embedded digits: 4,000 labelled training images (3,200 fit, 800 validation), 1,000 test",
         "jobs": args.jobs,
-        "serial_seconds": round(serial_s, 1),
+        "repeats": args.repeats,
+        "serial_seconds": round(serial_s, 1),  # medians over the repeats
         "parallel_seconds": round(parallel_s, 1),
-        "speedup": round(serial_s / parallel_s, 2),
-        "identical": identical,
-        "trained_outside_workers": trained_here,
+        "speedup": round(statistics.median(r["speedup"] for r in runs), 2),  # median of the paired ratios
+        "identical": identical,  # every run's files against the first serial run's
+        "runs": runs,
         "best_cell": doe["best_cell"],
         "best_test_accuracy": doe["cells"][doe["best_cell"]].get("test_accuracy"),
         "train_seconds": {
-            cell: {way: timings[way].get(cell, {}).get("train_seconds") for way in ("serial", "parallel")}
+            cell: {way: first[way].get(cell, {}).get("train_seconds") for way in ("serial", "parallel")}
             for cell in cells
         },
-        "load_average": {"before": round(load_before, 2), "after": round(load_after, 2)},
         "machine": {"kind": kind, "cpu": model, "cores": len(os.sched_getaffinity(0)),
                     "python": platform.python_version()},
     }
@@ -141,17 +156,24 @@ def markdown(r: dict) -> str:
         "",
         f"Epochs: {r['epochs']}. Data: {r['data']}. Each run from an empty DVC cache, ingest to report.",
         "",
-        "| run | wall (s) | wall (min) |",
+        f"| run | wall (s), median of {r['repeats']} | wall (min) |",
         "|---|---:|---:|",
         f"| serial `dvc repro` | {r['serial_seconds']:.1f} | {r['serial_seconds'] / 60:.1f} |",
         f"| `python -m mnist_doe.parallel --jobs {r['jobs']}` | {r['parallel_seconds']:.1f} | "
         f"{r['parallel_seconds'] / 60:.1f} |",
         "",
-        f"Speed-up: {r['speedup']:.2f}x. Same metrics/doe.json, metrics/summary.json and dvc.lock: "
+        f"Speed-up: {r['speedup']:.2f}x (median of the paired ratios). Every run's metrics/doe.json, "
+        f"metrics/summary.json and dvc.lock the same as the first serial run's: "
         f"{'yes' if same else 'NO: ' + ', '.join(k for k, v in r['identical'].items() if not v)}. "
         f"Best cell {r['best_cell']}, test accuracy {r['best_test_accuracy']}.",
         "",
-        "Training time per cell (s, the sum of its epochs; a worker has a share of the cores):",
+        "| repeat | order | serial (s) | parallel (s) | speed-up | load average before (serial, parallel) |",
+        "|---|---|---:|---:|---:|---|",
+        *[f"| {x['repeat']} | {' then '.join(x['order'])} | {x['serial']['seconds']:.1f} | "
+          f"{x['parallel']['seconds']:.1f} | {x['speedup']:.2f}x | "
+          f"{x['serial']['load_average_before']}, {x['parallel']['load_average_before']} |" for x in r["runs"]],
+        "",
+        "Training time per cell in repeat 1 (s, the sum of its epochs; a worker has a share of the cores):",
         "",
         "| cell | serial | parallel |",
         "|---|---:|---:|",
@@ -160,8 +182,8 @@ def markdown(r: dict) -> str:
         fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "-"  # noqa: E731
         lines.append(f"| {cell} | {fmt(t['serial'])} | {fmt(t['parallel'])} |")
     m = r["machine"]
-    lines += ["", f"Machine: {m['cpu']} ({m['kind']}), {m['cores']} cores, Python {m['python']}; load average "
-              f"{r['load_average']['before']} before, {r['load_average']['after']} after (a shared machine)."]
+    lines += ["", f"Machine: {m['cpu']} ({m['kind']}), {m['cores']} cores, Python {m['python']}, shared with "
+              "other work (the load averages above)."]
     return "\n".join(lines) + "\n"
 
 

@@ -72,9 +72,16 @@ def say(message: str) -> None:
     print(f"parallel: {message}", flush=True)
 
 
-def dvc(cwd: Path, *args: str, env: dict | None = None, echo: bool = False) -> str:
-    """Run dvc in `cwd`; its output (echoed as it comes when `echo`), or ParallelError."""
+def dvc(cwd: Path, *args: str, env: dict | None = None, echo: bool = False, merge: bool = True) -> str:
+    """Run dvc in `cwd`; its output (echoed as it comes when `echo`; stdout only unless
+    `merge`), or ParallelError."""
     command = [dvc_command(), *args]
+    if not merge:
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ParallelError(f"`dvc {' '.join(args)}` in {cwd} exited {done.returncode}\n"
+                                f"{(done.stdout + done.stderr)[-3000:]}")
+        return done.stdout
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, bufsize=1)
     lines = []
@@ -141,7 +148,7 @@ def what_a_worker_needs(stages: dict) -> tuple[list[str], list[str], list[str]]:
 def read_pipeline(root: Path) -> Pipeline:
     """The train instances (`dvc stage list`) and what a worker needs to train one."""
     upstream, checked_out, copied = what_a_worker_needs(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
-    listed = dvc(root, "stage", "list", "--name-only").split()
+    listed = dvc(root, "stage", "list", "--name-only", merge=False).split()
     cells = [name for name in listed if name.startswith(f"{TRAIN}@")]
     return Pipeline(cells, upstream, checked_out, copied)
 
@@ -163,7 +170,7 @@ def out_of_date(root: Path, cells: list[str]) -> list[str]:
     """The cells `dvc status` finds changed (or never run), in their order."""
     if not cells:
         return []
-    changed = json.loads(dvc(root, "status", "--json", *cells) or "{}")
+    changed = json.loads(dvc(root, "status", "--json", *cells, merge=False) or "{}")
     return [cell for cell in cells if cell in changed]
 
 
@@ -195,7 +202,7 @@ def worker_env(index: int, workers: int, cores: int, gpus: list[str]) -> dict[st
 
 
 def cache_dir(root: Path) -> Path:
-    return Path(dvc(root, "cache", "dir").strip().splitlines()[-1]).resolve()
+    return Path(dvc(root, "cache", "dir", merge=False).strip().splitlines()[-1]).resolve()
 
 
 def prepare_workspace(root: Path, path: Path, cache: Path, pipeline: Pipeline) -> None:
