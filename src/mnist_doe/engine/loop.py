@@ -232,8 +232,11 @@ class Trainer:
         """(loss, accuracy) of the model on (x, y), as Keras reports them: penalties included."""
         proba = self.predict(x)
         loss = float(tf.reduce_mean(self.loss(y.astype(np.int32), proba)))
-        if self.model.losses:
-            loss += float(tf.add_n(self.model.losses))
+        # weight penalties; an activity penalty is a tensor of the prediction graph, not a value
+        # here, so the fast loop's val_loss leaves it out (engine: keras counts it)
+        penalties = [p for p in self.model.losses if not tf.is_symbolic_tensor(p)]
+        if penalties:
+            loss += float(tf.add_n(penalties))
         return loss, float((proba.argmax(1) == y).mean())
 
     # --- state ---------------------------------------------------------------------------
