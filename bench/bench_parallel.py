@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -54,10 +55,15 @@ def machine_kind(model: str, flags: set[str]) -> str:
     return f"{maker}-{vector}"
 
 
-def timed(command, *args) -> tuple[float, str]:
+def timed(command, *args) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + system, of every process the command ran) and output."""
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     out = command(*args).stdout
-    return time.perf_counter() - began, out
+    wall = time.perf_counter() - began
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return wall, cpu, out
 
 
 def main() -> None:
@@ -98,11 +104,12 @@ def main() -> None:
                 shutil.copytree(template, path, symlinks=True)
                 load = os.getloadavg()[0]
                 print(f"bench_parallel: repeat {repeat}, {way}: {len(cells)} cells ...", flush=True)
-                seconds, out = timed(command[way], path)
-                print(f"bench_parallel: repeat {repeat}, {way}: {seconds:.1f} s", flush=True)
+                seconds, cpu_seconds, out = timed(command[way], path)
+                print(f"bench_parallel: repeat {repeat}, {way}: {seconds:.1f} s ({cpu_seconds:.1f} CPU s)", flush=True)
                 results = {name: (path / name).read_bytes() for name in COMPARED}
                 reference = reference or results
-                pair[way] = {"seconds": round(seconds, 1), "load_average_before": round(load, 2),
+                pair[way] = {"seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
+                             "load_average_before": round(load, 2),
                              "identical_to_first_serial": {n: results[n] == reference[n] for n in COMPARED},
                              "trained_outside_workers": re.findall(r"Running stage '(train@[^']+)'", out)
                              if way == "parallel" else []}
@@ -167,10 +174,12 @@ def markdown(r: dict) -> str:
         f"{'yes' if same else 'NO: ' + ', '.join(k for k, v in r['identical'].items() if not v)}. "
         f"Best cell {r['best_cell']}, test accuracy {r['best_test_accuracy']}.",
         "",
-        "| repeat | order | serial (s) | parallel (s) | speed-up | load average before (serial, parallel) |",
-        "|---|---|---:|---:|---:|---|",
+        "| repeat | order | serial (s) | parallel (s) | speed-up | CPU s serial, parallel | "
+        "load average before (serial, parallel) |",
+        "|---|---|---:|---:|---:|---|---|",
         *[f"| {x['repeat']} | {' then '.join(x['order'])} | {x['serial']['seconds']:.1f} | "
           f"{x['parallel']['seconds']:.1f} | {x['speedup']:.2f}x | "
+          f"{x['serial']['cpu_seconds']:.0f}, {x['parallel']['cpu_seconds']:.0f} | "
           f"{x['serial']['load_average_before']}, {x['parallel']['load_average_before']} |" for x in r["runs"]],
         "",
         "Training time per cell in repeat 1 (s, the sum of its epochs; a worker has a share of the cores):",

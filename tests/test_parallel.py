@@ -77,6 +77,23 @@ def test_a_worker_copies_sources_and_checks_out_upstream_outputs():
     assert "src/mnist_doe/engine" in copied and "src/mnist_doe/train.py" in copied
 
 
+def test_workers_take_the_longest_cells_first(tmp_path):
+    cells = {"dense-2x14": ("dense", 2, 14), "lstm-1x50": ("lstm", 1, 50), "cnn-3x56": ("cnn", 3, 56),
+             "cnn-2x28": ("cnn", 2, 28), "logreg": ("logreg", 1, 1)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"doe": {"cells": {
+        name: {"family": f, "layers": lay, "nodes": n} for name, (f, lay, n) in cells.items()}}}))
+    names = [f"train@{name}" for name in cells]
+    # never timed: the slower families first, then the bigger networks, else dvc.yaml's order
+    assert parallel.longest_first(tmp_path, names) == [
+        "train@lstm-1x50", "train@cnn-3x56", "train@cnn-2x28", "train@dense-2x14", "train@logreg"]
+    # a cell's last training time under timings/ counts; cells never timed still go first
+    (tmp_path / "timings").mkdir()
+    for name, seconds in (("dense-2x14", 30.0), ("lstm-1x50", 5.0), ("cnn-3x56", 9.0), ("cnn-2x28", "?")):
+        (tmp_path / "timings" / f"{name}.json").write_text(json.dumps({"train_seconds": seconds}))
+    assert parallel.longest_first(tmp_path, names) == [
+        "train@cnn-2x28", "train@logreg", "train@dense-2x14", "train@cnn-3x56", "train@lstm-1x50"]
+
+
 def test_each_worker_gets_its_share_of_threads_and_gpus(monkeypatch):
     monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
