@@ -89,3 +89,18 @@ def tiny_overrides(style: str = "fashion", epochs: int = 1, cells: dict | None =
         "train": {"epochs": epochs, "batch_size": 32},
         "doe": {"cells": cells or TINY_CELLS},
     }
+
+
+def kill_after(proc, progress, at_least: int, timeout: float = 240) -> int:
+    """SIGKILL the running `proc` once `progress()` (e.g. epochs logged) reaches `at_least`;
+    returns the progress it had made. Fails if `proc` finished first or never got there."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while progress() < at_least and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return progress()

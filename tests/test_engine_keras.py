@@ -5,11 +5,8 @@ Keras family, and a killed run that resumes to the uninterrupted run's weights."
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from mnist_doe import train
 from mnist_doe.common import files, params, paths
 from mnist_doe.readers.tiny import embedded_digits
 
-from project import env
+from project import env, kill_after
 from test_loop import _NoLog
 from test_train import cell, stage_dir  # noqa: F401  (fixture)
 
@@ -200,12 +197,7 @@ def test_a_killed_keras_engine_cell_resumes_to_the_uninterrupted_result(stage_di
         subprocess.run(["rm", "-rf", str(path)], check=True)
 
     proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while _curve_rows() < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the cell finished before it could be interrupted"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after(proc, _curve_rows, 3)
     done_before = _curve_rows()
     assert 3 <= done_before < EPOCHS
 

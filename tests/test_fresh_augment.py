@@ -4,11 +4,8 @@ epoch) with ImageDataGenerator's ranges and applied per batch inside the trainin
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from mnist_doe.common import files, params, paths
 from mnist_doe.engine.fresh import draw_fresh_transforms, epoch_transforms, projective
 
 from conftest import DEFAULT_PARAMS
-from project import env
+from project import env, kill_after
 from test_train import digits
 
 RANGES = {"rotation_range": 10.0, "zoom_range": 0.1, "width_shift_range": 0.1, "height_shift_range": 0.1}
@@ -187,12 +184,7 @@ def test_a_killed_fresh_cell_resumes_to_the_uninterrupted_result(tmp_path, monke
         subprocess.run(["rm", "-rf", str(path)], check=True)
 
     proc = subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 240
-    while _curve_rows() < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the cell finished before it could be interrupted"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after(proc, _curve_rows, 3)
     assert 3 <= _curve_rows() < EPOCHS
 
     rerun = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=600)

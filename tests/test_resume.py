@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -16,7 +13,7 @@ import yaml
 from mnist_doe import train
 from mnist_doe.common import paths
 
-from project import env
+from project import env, kill_after
 from test_train import digits, stage_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -48,12 +45,7 @@ def test_killed_cell_resumes_where_it_stopped(stage_dir):  # noqa: F811
         yaml.safe_dump(p, handle)
 
     proc = start_cell()
-    deadline = time.monotonic() + 240
-    while finished_epochs() < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the cell finished before it could be interrupted"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after(proc, finished_epochs, 2)
     done_before = finished_epochs()
     assert 2 <= done_before < EPOCHS
     assert (train.BACKUP_DIR / CELL).exists()

@@ -207,9 +207,8 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
 
     from .engine.callbacks import plateau_for, rate_schedule, stopping_for
     from .engine.loop import Trainer
-    from .engine.models import BUILDERS, Regularisation, optimizer
+    from .engine.models import build, optimizer, optimizer_options
     from .engine.forward import training_forward
-    from .engine.models import build, optimizer_options
 
     t = cell.train
     # layer names count up across the models of a process: start from zero, so the saved model
