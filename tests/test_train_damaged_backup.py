@@ -105,3 +105,12 @@ def test_a_damaged_backup_is_discarded_in_one_line(stage_dir, monkeypatch, capsy
     assert resumed["summary"] == clean["summary"] and resumed["curves"] == clean["curves"] and clean["model"]
     for split in ("val", "test"):
         np.testing.assert_array_equal(resumed[split], clean[split])
+
+
+def test_a_half_written_dvclive_summary_does_not_stop_a_resumed_cell(tmp_path, capsys):
+    summary = tmp_path / "metrics.json"
+    summary.write_text('{"step": 3, "loss"')  # a kill in the middle of DVCLive's write
+    assert train.drop_unreadable_summary("c", summary) and not summary.exists()
+    assert "train@c: " in capsys.readouterr().out
+    summary.write_text('{"step": 3}')
+    assert not train.drop_unreadable_summary("c", summary) and summary.exists()

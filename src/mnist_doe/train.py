@@ -511,6 +511,8 @@ def train_cell(cell: params.Cell) -> dict:
     cell_backup.mkdir(parents=True, exist_ok=True)
     files.write_json(stamp, fingerprint)
     said_batch = False
+    if resumed:
+        drop_unreadable_summary(cell.name, paths.LIVE_DIR / cell.name / "metrics.json")
     live = Live(dir=str(paths.LIVE_DIR / cell.name), resume=resumed, save_dvc_exp=False, dvcyaml=False)
 
     val_rows = validation_rows(split)
@@ -581,6 +583,21 @@ def train_cell(cell: params.Cell) -> dict:
     shutil.rmtree(cell_backup, ignore_errors=True)
     timing = write_timing(cell.name, run_rows, run_times)
     return {**summary, **timing}
+
+
+def drop_unreadable_summary(cell: str, path: Path) -> bool:
+    """Remove DVCLive's summary file of a resumed cell when a kill left it half written (DVCLive
+    would stop on it); it is written anew after the next epoch, and the curves come from the
+    backup. Returns whether it was removed."""
+    if not path.exists():
+        return False
+    try:
+        json.loads(path.read_text())
+        return False
+    except (ValueError, UnicodeDecodeError):
+        print(f"train@{cell}: {path} was half written when the run stopped; it is written anew", flush=True)
+        path.unlink()
+        return True
 
 
 def write_timing(cell: str, run_rows: list[dict], run_times: list[dict]) -> dict:
