@@ -14,6 +14,7 @@ from mnist_doe import train
 from mnist_doe.common import files, paths
 
 from test_train import cell, stage_dir  # noqa: F401  (fixture)
+from project import untimed
 
 pytestmark = pytest.mark.slow
 
@@ -48,15 +49,6 @@ def outputs(name: str) -> dict:
             "val": predictions["val"], "test": predictions["test"],
             "curves": {str(p.relative_to(curves)): p.read_text() for p in sorted(curves.rglob("*.tsv"))},
             "model": (paths.MODELS_DIR / name / "model.keras").exists()}
-
-
-def untimed(value):
-    """A summary without its clock readings, which differ from run to run."""
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if "seconds" not in k and "per_second" not in k}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
 
 
 def truncate(path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from mnist_doe.readers.tiny import embedded_digits, write_pair
 
-from project import BIN, dvc, env, make_project, tiny_overrides
+from project import BIN, dvc, env, make_project, tiny_overrides, untimed
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +55,6 @@ def kill_mid_run(project) -> None:
     proc.wait()
     assert (project / ".train_backup" / CELL / "run" / "state.npz").exists()
     assert not (project / "data/predictions" / f"{CELL}.npz").exists()
-
-
-def untimed(value):
-    """A summary without its clock readings, which differ from run to run."""
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if "seconds" not in k and "per_second" not in k}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
 
 
 def outputs(project) -> dict:
