@@ -73,6 +73,15 @@ def test_each_family_writes_model_history_and_predictions(stage_dir, family):
     epoch_seconds = [s for run in timing["per_run"] for s in run["epoch_seconds"]]
     assert len(epoch_seconds) == timing["timed_epochs"] == summary["epochs"] * summary["runs"]
     assert timing["train_seconds"] == pytest.approx(sum(epoch_seconds), abs=2e-3) and timing["train_seconds"] > 0
+    # the process's phases: the epochs among them, the fixed cost the rest
+    process = timing["process"]
+    assert process["epochs"] == pytest.approx(timing["train_seconds"], abs=5e-3)
+    assert {"import", "load", "predict", "save", "write"} <= set(process)
+    if family not in ("logreg", "mlp"):
+        assert process["build"] > 0 and process["trace"] > 0
+    assert process["total"] == pytest.approx(sum(v for k, v in process.items() if k != "total"), abs=0.02)
+    assert timing["fixed_seconds"] == pytest.approx(process["total"] - process["epochs"], abs=5e-3)
+    assert timing["fixed_seconds"] > 0
     model_file = "model.npz" if family in ("logreg", "mlp") else "model.keras"
     assert (paths.MODELS_DIR / c.name / model_file).stat().st_size > 0
     live = json.loads((paths.LIVE_DIR / c.name / "metrics.json").read_text())

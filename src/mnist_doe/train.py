@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import files, params, paths
+from .common import clock, files, params, paths
 from .common.errors import run_stage
 from .common.results import validation_rows
 
 BACKUP_DIR = Path(".train_backup")
 ENGINE_DIR = Path(__file__).resolve().parent / "engine"
+# this process's phases (imports, loading, building, tracing, epochs, ...), in timings/<cell>.json
+LAPS = clock.Laps()
 
 
 def code_version() -> str:
@@ -210,6 +212,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     from .engine.models import build, optimizer, optimizer_options
     from .engine.forward import training_forward
 
+    LAPS.lap("import")
     t = cell.train
     # layer names count up across the models of a process: start from zero, so the saved model
     # (its names and the weights file keyed by them) is the same in one process as in another
@@ -250,6 +253,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
                 trainer = Trainer(model, t.batch_size, strategy, splits, forward=forward)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    LAPS.lap("build")
 
     def log(metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
@@ -269,6 +273,8 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
             model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
             backup=backup / "keras", fingerprint=fingerprint, log=log, rewind=live.rewind, fresh=data.get("fresh"),
         )
+        LAPS.lap("fit")
+        LAPS.move("fit", "epochs", sum(epoch_seconds))
         return model, keras_fit.predict(model), epochs_run, epoch_seconds
     print("train: engine fast (one graph call per epoch)", flush=True)
     epochs_run = trainer.fit(
@@ -285,6 +291,9 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         log=log,
         rewind=live.rewind,
     )
+    LAPS.lap("fit")
+    LAPS.move("fit", "trace", trainer.setup_seconds)
+    LAPS.move("fit", "epochs", sum(trainer.epoch_seconds))
     return model, trainer.predict, epochs_run, trainer.epoch_seconds
 
 
@@ -316,6 +325,7 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
+    LAPS.lap("import")
     t = cell.train
     x = data["x_fit"].astype(np.float32) / 255
     y = data["y_fit"]
@@ -353,6 +363,8 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
         if best_weights is not None and t.restore_best_weights:  # as Keras 3: stopped early or not
             model.coefs_, model.intercepts_ = best_weights
         epochs = epoch + 1
+    LAPS.lap("fit")
+    LAPS.move("fit", "epochs", sum(epoch_seconds))
 
     def predict(pixels: np.ndarray) -> np.ndarray:
         return model.predict_proba(pixels.astype(np.float32) / 255).astype(np.float32)
@@ -464,11 +476,12 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:
         model, predict, epochs_run, epoch_seconds = fit_keras(run_cell, data, n_classes, log, backup)
-    train_proba, val_proba = predict(data["x_train"]), predict(data["x_val"])
+    train_proba, val_proba, test_proba = predict(data["x_train"]), predict(data["x_val"]), predict(data["x_test"])
+    LAPS.lap("predict")
     return model, {
         **log.best_epochs(),
         "val": val_proba,
-        "test": predict(data["x_test"]),
+        "test": test_proba,
         "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
         "val_accuracy": float((val_proba.argmax(1) == data["y_val"]).mean()),
         "epochs": epochs_run,
@@ -484,8 +497,12 @@ def train_cell(cell: params.Cell) -> dict:
     Finished runs are kept under .train_backup/<cell>/ until the cell is done, so an
     interrupted cell resumes at its first unfinished run, from that run's last epoch.
     """
+    if "write" in LAPS.seconds:  # another cell was trained in this process before
+        LAPS.reset()
+    LAPS.lap("params")
     from dvclive import Live
 
+    LAPS.lap("import")
     inputs = load_inputs()
     split = inputs["split"]
     p = params.load()
@@ -510,6 +527,7 @@ def train_cell(cell: params.Cell) -> dict:
     resumed = cell_backup.exists()
     cell_backup.mkdir(parents=True, exist_ok=True)
     files.write_json(stamp, fingerprint)
+    LAPS.lap("load")
     said_batch = False
     if resumed:
         drop_unreadable_summary(cell.name, paths.LIVE_DIR / cell.name / "metrics.json")
@@ -535,6 +553,7 @@ def train_cell(cell: params.Cell) -> dict:
             model, result = train_run(cell, run, data, n_classes, live)
             if run == runs[0]:  # the cell's saved model is its first run's
                 save_model(model, cell.family, cell_backup / "model")
+                LAPS.lap("save")
             files.save_npz(done, val=result["val"], test=result["test"])
             files.write_json(done.with_suffix(".json"), {k: v for k, v in result.items() if k not in ("val", "test")})
             del data
@@ -581,6 +600,7 @@ def train_cell(cell: params.Cell) -> dict:
     live.log_metric("val_accuracy_mean", summary["val_accuracy_mean"], plot=False)
     live.end()
     shutil.rmtree(cell_backup, ignore_errors=True)
+    LAPS.lap("write")
     timing = write_timing(cell.name, run_rows, run_times)
     return {**summary, **timing}
 
@@ -607,11 +627,15 @@ def write_timing(cell: str, run_rows: list[dict], run_times: list[dict]) -> dict
     epochs = [s for r in run_times for s in r["epoch_seconds"]]
     seconds = sum(epochs)
     timed_images = sum(len(r["epoch_seconds"]) * row["fit_rows"] for r, row in zip(run_times, run_rows))
+    process = LAPS.record()
     timing = {
         "train_seconds": round(seconds, 3),
         "images_per_second": round(timed_images / seconds, 1) if seconds else 0.0,
         "timed_epochs": len(epochs),
         "per_run": run_times,
+        # this process from its start: each phase's seconds; fixed, all but the epochs
+        "process": process,
+        "fixed_seconds": round(process["total"] - process.get("epochs", 0.0), 3),
     }
     files.write_json(paths.TIMINGS_DIR / f"{cell}.json", timing)
     return timing
