@@ -622,6 +622,12 @@ def _cell(name: str, raw: Any, shared: TrainParams) -> Cell:
     return Cell(name=str(name), family=family, layers=len(net.nodes), nodes=nodes, train=train, net=net)
 
 
+def cell(name: str, raw: Any, shared: TrainParams | None = None) -> Cell:
+    """One cell as `doe.cells` declares it (`raw`), checked and resolved on the `shared` train
+    knobs (default: TrainParams' own); a ParamsError names what is wrong."""
+    return _cell(name, raw, shared or TrainParams())
+
+
 def parse(raw: Any) -> Params:
     """Check a params mapping and return its typed form."""
     _require(isinstance(raw, dict), "top level must be a mapping")
