@@ -34,6 +34,7 @@ import numpy as np
 
 from .common import errors, files, params, paths
 from .common.errors import DataError
+from .common.words import plural
 
 # Images per vectorised step: keeps the float32 working arrays of one step in CPU cache.
 CHUNK = 256
@@ -147,7 +148,7 @@ def augment_training_set(
     if side * side != size:
         raise ValueError(f"pixels per row must be a square number, got {size}")
     if y.shape != (count,):
-        raise ValueError(f"y must hold one label per row: {y.shape} for {count} rows")
+        raise ValueError(f"y must hold one label per row: {y.shape} for {plural(count, 'row')}")
 
     rng = np.random.default_rng(settings.seed)
     draws = [
@@ -276,14 +277,14 @@ def main() -> None:
         pixels, y = clean["pixels"][train], clean["y"][train].astype(np.int64)
         files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=y, source=train.astype(np.int64),
                        fresh=np.array(json.dumps(fresh_settings(settings))))
-        print(f"augment: {len(train)} training rows, transformed afresh every epoch by the train stage")
+        print(f"augment: {plural(len(train), 'training row')}, transformed afresh every epoch by the train stage")
         return
     pixels, labels = augment_training_set(clean["pixels"][train], clean["y"][train], settings)
     # which clean row each augmented row came from, so a fold fits only on its own rows
     source = np.tile(train, len(pixels) // max(len(train), 1)).astype(np.int64)
     files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=labels.astype(np.int64), source=source)
     seconds = time.perf_counter() - started
-    print(f"augment: {len(train)} training rows -> {len(pixels)} rows in {seconds:.1f} s")
+    print(f"augment: {plural(len(train), 'training row')} -> {plural(len(pixels), 'row')} in {seconds:.1f} s")
 
 
 def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

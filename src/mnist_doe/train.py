@@ -22,6 +22,7 @@ import numpy as np
 from .common import files, params, paths
 from .common.errors import run_stage
 from .common.results import validation_rows
+from .common.words import plural
 
 BACKUP_DIR = Path(".train_backup")
 ENGINE_DIR = Path(__file__).resolve().parent / "engine"
@@ -218,7 +219,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     if gpus:
         strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
         splits = 1
-        print(f"train: {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}", flush=True)
+        print(f"train: {plural(len(gpus), 'GPU')}", flush=True)
     else:
         # a batch in parts only where no batch statistic (batch norm, activity penalty) spans it
         plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), cell.net.whole_batches)
@@ -226,7 +227,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         strategy, splits = tf.distribute.get_strategy(), plan.splits
         tf.config.experimental.enable_op_determinism()
         halves = f", each batch computed in {splits} parts" if splits > 1 else ""
-        print(f"train: CPU, {inter} op streams of {intra} thread{'s' if intra > 1 else ''}{halves}", flush=True)
+        print(f"train: CPU, {plural(inter, 'op stream')} of {plural(intra, 'thread')}{halves}", flush=True)
     keras.utils.set_random_seed(t.seed)
 
     n_pixels = data["x_fit"].shape[1]
@@ -348,7 +349,7 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
                     stopped = wait >= t.patience
                     if stopped:
                         print(f"early stop after epoch {epoch + 1}: {t.monitor} has not improved for "
-                              f"{t.patience} epochs", flush=True)
+                              f"{plural(t.patience, 'epoch')}", flush=True)
                         break
         if best_weights is not None and t.restore_best_weights:  # as Keras 3: stopped early or not
             model.coefs_, model.intercepts_ = best_weights
@@ -459,7 +460,8 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
     if cell.family in ("logreg", "mlp"):
         if "fresh" in data:
             print(f"train@{cell.name}: augment.mode fresh transforms the images of the Keras families only; "
-                  f"{cell.family} fits on the {len(data['x_fit']):,} rows as they are", flush=True)
+                  f"{cell.family} fits on the {plural(len(data['x_fit']), 'row', grouped=True)} as they are",
+                  flush=True)
         log.rewind(0)  # baselines always start from scratch
         model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:
@@ -531,7 +533,8 @@ def train_cell(cell: params.Cell) -> dict:
             if not said_batch and cell.train.batch_size > len(data["x_fit"]):
                 said_batch = True
                 print(f"train@{cell.name}: batch_size {cell.train.batch_size:,} is more than the "
-                      f"{len(data['x_fit']):,} rows a run fits on; each epoch is one batch of all of them", flush=True)
+                      f"{plural(len(data['x_fit']), 'row', grouped=True)} a run fits on; "
+                      "each epoch is one batch of all of them", flush=True)
             model, result = train_run(cell, run, data, n_classes, live)
             if run == runs[0]:  # the cell's saved model is its first run's
                 save_model(model, cell.family, cell_backup / "model")
@@ -678,14 +681,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     summary = train_cell(p.cells[args.cell])
     print(
-        f"train@{summary['cell']}: {_epochs(summary['epochs'])} on {summary['train_rows']} rows; "
-        f"{_epochs(summary['timed_epochs'])} timed: {summary['train_seconds']:.1f} s "
+        f"train@{summary['cell']}: {plural(summary['epochs'], 'epoch')} on {plural(summary['train_rows'], 'row')}; "
+        f"{plural(summary['timed_epochs'], 'epoch')} timed: {summary['train_seconds']:.1f} s "
         f"({summary['images_per_second']:.0f} images/s)"
     )
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import yaml
 from . import design as design_module
 from .common import files, params, paths
 from .common.errors import run_stage
+from .common.words import plural
 
 TUNING_DIR = Path("tuning")
 SECTION = "tuning"
@@ -186,7 +187,7 @@ def tune_study(design_path: Path, design: dict, study: str, spec: dict, stop_aft
             break
         name = f"{stem}-step{k}-{step['knob']}".replace("_", "-")
         cells = step_cells(spec["start"], record["winners"], k, step["knob"], step["values"])
-        print(f"tune: step {k}: {step['knob']} over {step['values']} ({len(cells)} cells, experiment {name})",
+        print(f"tune: step {k}: {step['knob']} over {step['values']} ({plural(len(cells), 'cell')}, experiment {name})",
               flush=True)
         result = run_step(name, cells)
         winner = step["values"][list(cells).index(result["best_cell"])]

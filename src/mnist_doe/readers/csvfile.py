@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..common.errors import DataError
+from ..common.words import plural
 
 PIXEL_MAX = 255
 BOM = b"\xef\xbb\xbf"
@@ -141,7 +142,7 @@ class Table:
         label_last = self.label_column is not None and self.label_column > 0 and self.label_column == len(self.columns) - 1
         parts = ["ImageId"] if self.id_column is not None else []
         parts += ["label"] if self.label_column is not None and not label_last else []
-        parts.append(f"{self.pixels.shape[1]} pixels")
+        parts.append(plural(self.pixels.shape[1], "pixel"))
         parts += ["label"] if label_last else []
         return ", ".join(parts)
 
@@ -451,7 +452,7 @@ def _kind(name: str) -> str | None:
 
 def _preview(names: list[str] | None, ncols: int) -> str:
     if names is None:
-        return f"no header, {ncols} columns"
+        return f"no header, {plural(ncols, 'column')}"
     shown = [repr(n) for n in names[:3]]
     if ncols > 4:
         shown += ["...", repr(names[-1])]
@@ -510,7 +511,7 @@ def _train_layout(path: str, names: list[str] | None, ncols: int) -> _Layout:
     width = ncols - start
     if width < 2:
         raise DataError(
-            f"{path}: {width} column{'s' if width != 1 else ''}; a training file needs a label column "
+            f"{path}: {plural(width, 'column')}; a training file needs a label column "
             "and then the pixels (e.g. 785 = label + 28x28)"
         )
     if is_square(width):
@@ -548,7 +549,9 @@ def _test_layout(
     )
     extra = ncols - p
     if extra < 0:
-        raise DataError(f"{path}: {ncols} columns, fewer than the training file's {p} pixel columns; {expected}")
+        raise DataError(
+            f"{path}: {plural(ncols, 'column')}, fewer than the training file's {plural(p, 'pixel column')}; {expected}"
+        )
     if extra > 2:
         hint = "; is there an extra index column?" if extra == 3 else ""
         raise DataError(f"{path}: {ncols} columns, more than the training file's {p} pixels allow; {expected}{hint}")
@@ -604,7 +607,8 @@ def _first_column_role(path: str, values: np.ndarray, train: Table | None, seen:
         return "id"
     if len(unknown) * 2 > n:
         raise DataError(
-            f"{path}: {where} is neither a label column ({len(unknown)} of its {n} values, e.g. {unknown[0]!r}, "
+            f"{path}: {where} is neither a label column ({len(unknown)} of its {plural(n, 'value')}, "
+            f"e.g. {unknown[0]!r}, "
             f"are no training label) nor ImageIds counting up by one; name it (label or ImageId) in a header line; {seen}"
         )
     return "label"
@@ -647,7 +651,7 @@ def _read_frame(text: _Text, has_header: bool, text_cols: list[int]) -> pd.DataF
     expected = len(text.starts) - has_header
     if len(frame) != expected:
         raise DataError(
-            f"{text.path}: parsed {len(frame)} rows from {expected} data lines "
+            f"{text.path}: parsed {plural(len(frame), 'row')} from {plural(expected, 'data line')} "
             "(quoted line breaks are not supported)"
         )
     return frame
@@ -672,7 +676,7 @@ def _check_field_counts(text: _Text, expected: int) -> None:
         first = int(bad[0])
         more = f" ({len(bad)} such lines in all)" if len(bad) > 1 else ""
         raise DataError(
-            f"{text.path} line {first + 1}: {counts[first]} fields, expected {expected}{more}"
+            f"{text.path} line {first + 1}: {plural(int(counts[first]), 'field')}, expected {expected}{more}"
         )
 
 
@@ -899,7 +903,7 @@ def _two_columns(path: PathLike, what: str) -> tuple[_Text, bool, list[str], pd.
     if has_header and len(text.starts) == 1:
         raise DataError(f"{text.path}: header only, no data rows")
     if len(first) != 2:
-        raise DataError(f"{text.path}: {len(first)} columns; {what} has two, ImageId,Label")
+        raise DataError(f"{text.path}: {plural(len(first), 'column')}; {what} has two, ImageId,Label")
     _check_field_counts(text, 2)
     try:
         frame = pd.read_csv(
@@ -928,7 +932,7 @@ def read_answers(path: PathLike, n_rows: int, test_ids: np.ndarray | None = None
     if len(frame) != n_rows:
         which = f"ImageId 1..{n_rows}" if test_ids is None else "each ImageId of its ImageId column"
         raise DataError(
-            f"{text.path}: {len(frame)} answers for {n_rows} test images; "
+            f"{text.path}: {plural(len(frame), 'answer')} for {plural(n_rows, 'test image')}; "
             f"expected one row per test image ({which})"
         )
     rows = _id_rows(text.path, ids, first_line, names[0], n_rows, test_ids)
@@ -945,7 +949,8 @@ def read_sample_submission(path: PathLike, test: Table) -> dict:
     first_line = 2 if has_header else 1
     ids = normalise_labels(_text_column(frame, 0))
     if len(frame) != test.rows:
-        raise DataError(f"{text.path}: {len(frame)} rows for {test.rows} test images; expected one per test image")
+        raise DataError(f"{text.path}: {plural(len(frame), 'row')} for {plural(test.rows, 'test image')}; "
+                        "expected one per test image")
     empty = np.flatnonzero(ids == "")
     if len(empty):
         raise DataError(f"{text.path} line {int(empty[0]) + first_line}, column {names[0]}: empty ImageId")
