@@ -1,5 +1,5 @@
 """Progress bars on stderr (on a terminal, or forced with MNIST_DOE_PROGRESS), never in logs;
-drawn alike by every stage."""
+the stages' bars leave their results alone."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import subprocess
 import sys
 import termios
 
+import numpy as np
 import pytest
+from conftest import kaggle_csv, tiny_images, write_params
 
+from mnist_doe.common import files, paths
 from mnist_doe.common.progress import ENV, progress, say
 
 from project import env
@@ -91,3 +94,31 @@ def test_on_a_terminal_only_work_that_lasts_draws_a_bar():
     assert process.wait(timeout=60) == 0
     text = drawn.decode(errors="replace")
     assert "slow work" in text and "3/3" in text and "quick work" not in text
+
+
+LABELS = [str(i % 3) for i in range(9000)]
+
+
+def ingest_project(root, progress_switch: str) -> subprocess.CompletedProcess:
+    """The ingest stage, run as DVC runs it, on a 9,000-row training file (two read steps)."""
+    kaggle_csv(root / "data/external/train.csv", tiny_images(LABELS), LABELS)
+    kaggle_csv(root / "data/external/test.csv", tiny_images(["0"] * 40, seed=1), ["0", "1"] * 20)
+    write_params(root, data={"train_csv": "data/external/train.csv", "test_csv": "data/external/test.csv"})
+    return subprocess.run([sys.executable, "-m", "mnist_doe.ingest"], cwd=root, capture_output=True, text=True,
+                          env={**env(), ENV: progress_switch}, check=True)
+
+
+def test_ingest_draws_a_bar_per_file_and_its_results_are_those_without(tmp_path):
+    shown = ingest_project(tmp_path / "shown", "1")
+    hidden = ingest_project(tmp_path / "hidden", "0")
+    assert "reading data/external/train.csv: 100%" in shown.stderr and "9000/9000" in shown.stderr
+    assert "reading data/external/test.csv: 100%" in shown.stderr and "40/40" in shown.stderr
+    assert "row/s" in shown.stderr and hidden.stderr == ""
+    assert shown.stdout == hidden.stdout  # the bars go to stderr only
+    assert shown.stdout.startswith("ingest: 9000 training rows (0 with bad cells), 40 test rows, 4x4 images")
+    for name in (paths.RAW_TRAIN, paths.RAW_TEST):
+        a, b = files.load_npz(tmp_path / "shown" / name), files.load_npz(tmp_path / "hidden" / name)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    train = files.load_npz(tmp_path / "shown" / paths.RAW_TRAIN)
+    np.testing.assert_array_equal(train["pixels"], tiny_images(LABELS))  # both steps, in order
+    assert train["labels"].tolist() == LABELS and train["lines"].tolist() == list(range(2, 9002))

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..common.errors import DataError
+from ..common.progress import progress
 from ..common.words import plural
 
 PIXEL_MAX = 255
@@ -64,6 +65,7 @@ NOT_CSV = (
     (b"\x00\x00\x08\x01", "an IDX label file; convert it with python -m mnist_doe.readers.idx"),
 )
 MAX_LISTED = 8  # archive members named in a message
+ROWS_PER_STEP = 8192  # rows parsed and checked at a time, a progress update each (as fast as one step: measured)
 
 # Cell problems, as written in the issues file.
 EMPTY = "empty"
@@ -630,11 +632,30 @@ def _column_names(header: list[str] | None, layout: _Layout) -> list[str]:
     return names
 
 
-def _read_frame(text: _Text, has_header: bool, text_cols: list[int]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Rows:
+    """The data lines of a CSV file, parsed and checked."""
+
+    pixels: np.ndarray  # uint8 (N, P): the pixel columns, bad cells set to 0
+    codes: np.ndarray  # int8 (N, P): `_cell_problems`' code of every pixel cell
+    text: pd.DataFrame  # the columns read as text (labels, ImageIds), named by file column
+
+
+def _read_rows(text: _Text, has_header: bool, text_cols: list[int], pixel_cols: np.ndarray) -> _Rows:
+    """Parse the data lines ROWS_PER_STEP at a time, checking each step's pixel cells as one
+    block, with a progress bar of the rows read."""
+    expected = len(text.starts) - has_header
+    pixels = np.zeros((expected, len(pixel_cols)), np.uint8)
+    codes = np.zeros((expected, len(pixel_cols)), np.int8)
+    texts, parsed = [], 0
+    # the pixel columns are one run (labels and ImageIds stand at the ends): a slice, not a copy per step
+    first, last = int(pixel_cols[0]), int(pixel_cols[-1])
+    columns = slice(first, last + 1) if last - first + 1 == len(pixel_cols) else pixel_cols
+    bar = progress(total=expected, desc=f"reading {text.path}", unit="row")
     try:
-        with warnings.catch_warnings():
+        with bar, warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            frame = pd.read_csv(
+            steps = pd.read_csv(
                 io.BytesIO(text.raw),
                 header=None,
                 skiprows=1 if has_header else 0,
@@ -645,16 +666,23 @@ def _read_frame(text: _Text, has_header: bool, text_cols: list[int]) -> pd.DataF
                 engine="c",
                 encoding="utf-8",
                 encoding_errors="replace",
+                chunksize=ROWS_PER_STEP,
             )
+            for frame in steps:
+                rows = slice(parsed, parsed + len(frame))
+                parsed += len(frame)
+                if parsed <= expected:
+                    pixels[rows], codes[rows] = _cell_problems(frame.iloc[:, columns])
+                    texts.append(frame[text_cols])
+                bar.update(len(frame))
     except (pd.errors.ParserError, ValueError, OverflowError) as err:
         raise DataError(f"{text.path}: cannot be read as CSV ({' '.join(str(err).split())})") from None
-    expected = len(text.starts) - has_header
-    if len(frame) != expected:
+    if parsed != expected:
         raise DataError(
-            f"{text.path}: parsed {plural(len(frame), 'row')} from {plural(expected, 'data line')} "
+            f"{text.path}: parsed {plural(parsed, 'row')} from {plural(expected, 'data line')} "
             "(quoted line breaks are not supported)"
         )
-    return frame
+    return _Rows(pixels, codes, pd.concat(texts, ignore_index=True) if texts else pd.DataFrame())
 
 
 def _field_counts(text: _Text) -> np.ndarray:
@@ -738,7 +766,8 @@ def _cell_issues(
 
 
 def _text_column(frame: pd.DataFrame, j: int) -> np.ndarray:
-    column = frame.iloc[:, j].fillna("").astype(str).str.strip().str.strip('"').str.strip()
+    """File column `j` of a frame read without a header (its columns named 0, 1, ...), as stripped text."""
+    column = frame[j].fillna("").astype(str).str.strip().str.strip('"').str.strip()
     return column.to_numpy(dtype=str)
 
 
@@ -792,20 +821,20 @@ def read_train(path: PathLike) -> Table:
     header = [_unquote(f) for f in first] if has_header else None
     layout = _train_layout(text.path, header, ncols)
     _check_field_counts(text, ncols)
-    frame = _read_frame(text, has_header, layout.text_cols)
+    pixel_cols = layout.pixel_cols
+    read = _read_rows(text, has_header, layout.text_cols, pixel_cols)
     names = _column_names(first if has_header else None, layout)
     first_line = 2 if has_header else 1
 
-    pixel_cols = layout.pixel_cols
-    pixels, codes = _cell_problems(frame.iloc[:, pixel_cols])
+    pixels, codes = read.pixels, read.codes
     _check_not_scaled(text.path, codes)
-    labels = normalise_labels(_text_column(frame, layout.label_col))
+    labels = normalise_labels(_text_column(read.text, layout.label_col))
     # label issues first, so a stable sort by row keeps each row's cells in column order
     issues = _label_issues(labels, text, first_line, names, layout.label_col)
     issues += _cell_issues(text, codes, first_line, names, pixel_cols)
     issues.sort(key=lambda issue: issue.row)
-    lines = np.arange(len(frame), dtype=np.int64) + first_line
-    ids = normalise_labels(_text_column(frame, layout.id_col)) if layout.id_col is not None else None
+    lines = np.arange(len(pixels), dtype=np.int64) + first_line
+    ids = normalise_labels(_text_column(read.text, layout.id_col)) if layout.id_col is not None else None
     return Table(
         text.path, pixels, labels, lines, has_header, issues,
         ids=ids, columns=names, label_column=layout.label_col, id_column=layout.id_col, encoding=text.encoding,
@@ -827,19 +856,20 @@ def read_test(path: PathLike, n_pixels: int, train: Table | None = None) -> Tabl
     layout, seen = _test_layout(text.path, header, ncols, n_pixels, train)
     _check_field_counts(text, ncols)
     first_line = 2 if has_header else 1
-    frame = _read_frame(text, has_header, layout.text_cols if layout is not None else [0])
+    # an undecided layout has one column (label or ImageId) before the pixels
+    pixel_cols = layout.pixel_cols if layout is not None else np.arange(1, ncols)
+    read = _read_rows(text, has_header, layout.text_cols if layout is not None else [0], pixel_cols)
     if layout is None:
-        values = normalise_labels(_text_column(frame, 0))
+        values = normalise_labels(_text_column(read.text, 0))
         role = _first_column_role(text.path, values, train, seen, first_line)
         layout = _Layout(0 if role == "id" else None, 0 if role == "label" else None, ncols)
     names = _column_names(first if has_header else None, layout)
 
-    pixel_cols = layout.pixel_cols
-    pixels, codes = _cell_problems(frame.iloc[:, pixel_cols])
+    pixels, codes = read.pixels, read.codes
     labels = None
     issues = []
     if layout.label_col is not None:
-        labels = normalise_labels(_text_column(frame, layout.label_col))
+        labels = normalise_labels(_text_column(read.text, layout.label_col))
         issues = _label_issues(labels, text, first_line, names, layout.label_col)
     issues += _cell_issues(text, codes, first_line, names, pixel_cols)
     if issues:
@@ -851,9 +881,9 @@ def read_test(path: PathLike, n_pixels: int, train: Table | None = None) -> Tabl
         )
     ids = None
     if layout.id_col is not None:
-        ids = normalise_labels(_text_column(frame, layout.id_col))
+        ids = normalise_labels(_text_column(read.text, layout.id_col))
         _check_ids(text, ids, first_line, names[layout.id_col])
-    lines = np.arange(len(frame), dtype=np.int64) + first_line
+    lines = np.arange(len(pixels), dtype=np.int64) + first_line
     return Table(
         text.path, pixels, labels, lines, has_header, [],
         ids=ids, columns=names, label_column=layout.label_col, id_column=layout.id_col, encoding=text.encoding,
