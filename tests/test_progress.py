@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import kaggle_csv, tiny_images, write_params
 
-from mnist_doe.common import files, paths
+from mnist_doe import augment
+from mnist_doe.common import files, params, paths
 from mnist_doe.common.progress import ENV, progress, say
 
 from project import env
@@ -122,3 +123,17 @@ def test_ingest_draws_a_bar_per_file_and_its_results_are_those_without(tmp_path)
     train = files.load_npz(tmp_path / "shown" / paths.RAW_TRAIN)
     np.testing.assert_array_equal(train["pixels"], tiny_images(LABELS))  # both steps, in order
     assert train["labels"].tolist() == LABELS and train["lines"].tolist() == list(range(2, 9002))
+
+
+def test_augment_draws_a_bar_of_the_images_made(monkeypatch, capsys):
+    images = np.random.default_rng(0).integers(0, 256, size=(300, 64), dtype=np.uint8)  # two chunks of 256
+    y = np.arange(300) % 10
+    knobs = params.AugmentParams(copies=2)  # 3 recipes x 2 copies: 1,800 images made
+    monkeypatch.setenv(ENV, "0")
+    hidden, _ = augment.augment_training_set(images, y, knobs)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(ENV, "1")
+    shown, _ = augment.augment_training_set(images, y, knobs)
+    err = capsys.readouterr().err
+    assert "augmenting 300 training images: 100%" in err and "1800/1800" in err and "image/s" in err
+    np.testing.assert_array_equal(shown, hidden)
