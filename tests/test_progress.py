@@ -13,6 +13,7 @@ import termios
 
 import numpy as np
 import pytest
+import yaml
 from conftest import kaggle_csv, tiny_images, write_params
 
 from mnist_doe import augment
@@ -20,6 +21,7 @@ from mnist_doe.common import files, params, paths
 from mnist_doe.common.progress import ENV, progress, say
 
 from project import env
+from test_train import stage_dir  # noqa: F401  (fixture)
 
 
 def count_to_100(bar_desc: str = "reading data/external/train.csv") -> None:
@@ -137,3 +139,50 @@ def test_augment_draws_a_bar_of_the_images_made(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "augmenting 300 training images: 100%" in err and "1800/1800" in err and "image/s" in err
     np.testing.assert_array_equal(shown, hidden)
+
+
+@pytest.mark.slow
+def test_predictions_in_steps_are_those_of_one_call():
+    """A Keras model predicts PREDICT_ROWS rows a call: every batch as in one call over the set,
+    so the same probabilities to the bit."""
+    import keras
+    import tensorflow as tf
+
+    from mnist_doe import train
+    from mnist_doe.engine.loop import EVAL_BATCH, Trainer
+    from mnist_doe.engine.models import Regularisation, build_dense
+
+    assert train.PREDICT_ROWS % EVAL_BATCH == 0
+    keras.utils.set_random_seed(0)
+    model = build_dense(784, 10, 2, 64, Regularisation())
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    trainer = Trainer(model, 32, tf.distribute.get_strategy())
+    x = np.random.default_rng(1).integers(0, 256, size=(train.PREDICT_ROWS + 1500, 784), dtype=np.uint8)
+    calls = []
+
+    def predict(rows):
+        calls.append(len(rows))
+        return trainer.predict(rows)
+
+    got = train.predict_sets(predict, {"val": x[:700], "test": x}, train.PREDICT_ROWS, "predicting")
+    assert calls == [700, train.PREDICT_ROWS, 1500]
+    np.testing.assert_array_equal(got["test"], trainer.predict(x))
+    np.testing.assert_array_equal(got["val"], trainer.predict(x[:700]))
+
+
+@pytest.mark.slow
+def test_a_one_epoch_cell_says_1_epoch_and_draws_its_predictions(stage_dir, monkeypatch, capsys):  # noqa: F811
+    from mnist_doe import train
+
+    raw = yaml.safe_load(open(params.PARAMS_FILE))
+    raw["train"]["epochs"] = 1
+    raw["doe"]["cells"] = {"dense-1x16": {"family": "dense", "layers": 1, "nodes": 16}}
+    with open(params.PARAMS_FILE, "w") as handle:
+        yaml.safe_dump(raw, handle)
+    monkeypatch.setenv(ENV, "1")
+    train.main(["dense-1x16"])
+    captured = capsys.readouterr()
+    last = captured.out.strip().splitlines()[-1]
+    assert last.startswith("train@dense-1x16: 1 epoch on 240 rows; 1 epoch timed: "), captured.out
+    # 240 training, 60 validation and 50 test rows
+    assert "predicting with dense-1x16: 100%" in captured.err and "350/350" in captured.err

@@ -21,11 +21,16 @@ import numpy as np
 
 from .common import files, params, paths
 from .common.errors import run_stage
+from .common.progress import progress
 from .common.results import validation_rows
 from .common.words import plural
 
 BACKUP_DIR = Path(".train_backup")
 ENGINE_DIR = Path(__file__).resolve().parent / "engine"
+# rows a Keras model predicts per call: a multiple of the engines' prediction batch
+# (engine.loop.EVAL_BATCH), so every batch holds the rows it holds in one call over the whole
+# set, and the probabilities are the same to the bit
+PREDICT_ROWS = 8 * 1024
 
 
 def code_version() -> str:
@@ -466,11 +471,15 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:
         model, predict, epochs_run, epoch_seconds = fit_keras(run_cell, data, n_classes, log, backup)
-    train_proba, val_proba = predict(data["x_train"]), predict(data["x_val"])
+    # a baseline predicts each set in one call: scikit-learn's numbers move in the last bit with the rows per call
+    rows = None if cell.family in ("logreg", "mlp") else PREDICT_ROWS
+    proba = predict_sets(predict, {name: data[f"x_{name}"] for name in ("train", "val", "test")}, rows,
+                         f"predicting with {cell.name}" + (f" ({run.name})" if run.name else ""))
+    train_proba, val_proba = proba["train"], proba["val"]
     return model, {
         **log.best_epochs(),
         "val": val_proba,
-        "test": predict(data["x_test"]),
+        "test": proba["test"],
         "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
         "val_accuracy": float((val_proba.argmax(1) == data["y_val"]).mean()),
         "epochs": epochs_run,
@@ -478,6 +487,21 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         "epoch_seconds": [round(s, 4) for s in epoch_seconds],
         "fit_rows": len(data["x_fit"]),
     }
+
+
+def predict_sets(predict, sets: dict[str, np.ndarray], rows: int | None, desc: str) -> dict[str, np.ndarray]:
+    """`predict` over each of `sets` (name: uint8 image rows), `rows` rows a call (None: a
+    set a call), with one progress bar of the rows predicted."""
+    proba = {}
+    with progress(total=sum(len(x) for x in sets.values()), desc=desc, unit="row") as bar:
+        for name, x in sets.items():
+            step = rows or len(x) or 1
+            parts = []
+            for start in range(0, max(len(x), 1), step):
+                parts.append(predict(x[start:start + step]))
+                bar.update(len(parts[-1]))
+            proba[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return proba
 
 
 def train_cell(cell: params.Cell) -> dict:
