@@ -94,6 +94,39 @@ def test_each_planted_bad_cell_is_reported_at_its_line_and_column(tmp_path, tabl
     np.testing.assert_array_equal(read.pixels[keep], pixels[keep])
 
 
+def read_in_steps(monkeypatch, step: int, read, *args, **kwargs):
+    """What `read` gives (a Table's fields, or the DataError's text) reading ROWS_PER_STEP=`step` rows at a time."""
+    monkeypatch.setattr(csvfile, "ROWS_PER_STEP", step)
+    try:
+        table = read(*args, **kwargs)
+    except DataError as err:
+        return str(err)
+    return (table.pixels.tolist(), None if table.labels is None else table.labels.tolist(), table.lines.tolist(),
+            table.issues, None if table.ids is None else table.ids.tolist(), table.columns)
+
+
+@PROPERTY
+@given(table=tables(min_side=2), data=st.data())
+def test_a_file_read_a_few_rows_at_a_time_reads_as_in_one_step(tmp_path, monkeypatch, table, data):
+    """Bad cells and missing labels in any step, a column of numbers in one step and of text in
+    another: the rows, issues and errors do not depend on the rows read per step."""
+    pixels, labels, header = table
+    n, p = pixels.shape
+    cells, labels = pixels.astype(object), list(labels)
+    for row, column in data.draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, p)), max_size=4)):
+        if column == 0:
+            labels[row] = ""
+        else:
+            cells[row, column - 1] = data.draw(st.sampled_from(sorted(BAD_PIXELS)))
+    step = data.draw(st.integers(1, 4))
+    train = kaggle_csv(tmp_path / "train.csv", cells, labels, header=header)
+    test = kaggle_csv(tmp_path / "test.csv", cells, labels if data.draw(st.booleans()) else None, header=header)
+    at_once = read_in_steps(monkeypatch, 10_000, csvfile.read_train, train)
+    assert read_in_steps(monkeypatch, step, csvfile.read_train, train) == at_once
+    assert read_in_steps(monkeypatch, step, csvfile.read_test, test, p) == read_in_steps(
+        monkeypatch, 10_000, csvfile.read_test, test, p)
+
+
 @PROPERTY
 @given(table=tables(min_side=3), data=st.data())
 def test_a_bad_test_cell_raises_naming_its_line_and_column(tmp_path, table, data):

@@ -89,12 +89,12 @@ def test_baseline_keys():
     ("d: {family: logreg, layers: 1, nodes: 1, monitor: val_accuracy}", "'doe.cells.d.monitor' does not apply to a logreg cell"),
     # lists that do not match the layers
     ("d: {family: dense, layers: 3, nodes: [8, 8]}", "'doe.cells.d.layers' is 3 but 'doe.cells.d.nodes' lists 2 widths"),
-    ("d: {family: dense, nodes: [8, 8], dropout: [0.1]}", "'doe.cells.d.dropout' lists 1 values for 2 layers"),
+    ("d: {family: dense, nodes: [8, 8], dropout: [0.1]}", "'doe.cells.d.dropout' lists 1 value for 2 layers"),
     ("d: {family: dense, nodes: [8, 8], batch_norm: [true, false, true]}", "'doe.cells.d.batch_norm' lists 3 values for 2 layers"),
     ("d: {family: cnn, nodes: [8, 8], block_dropout: [0.1, 0.1, 0.1]}", "'doe.cells.d.block_dropout' lists 3 values for 2 blocks"),
-    ("d: {family: cnn, nodes: [8, 8], pooling: [max]}", "'doe.cells.d.pooling' lists 1 values for 2 blocks"),
-    ("d: {family: cnn, layers: 1, nodes: 8, head: [64, 32], head_dropout: [0.1]}", "'doe.cells.d.head_dropout' lists 1 values for 2 head layers"),
-    ("d: {family: cnn, nodes: [8, 8], convs_per_block: [2]}", "'doe.cells.d.convs_per_block' lists 1 values for 2 blocks"),
+    ("d: {family: cnn, nodes: [8, 8], pooling: [max]}", "'doe.cells.d.pooling' lists 1 value for 2 blocks"),
+    ("d: {family: cnn, layers: 1, nodes: 8, head: [64, 32], head_dropout: [0.1]}", "'doe.cells.d.head_dropout' lists 1 value for 2 head layers"),
+    ("d: {family: cnn, nodes: [8, 8], convs_per_block: [2]}", "'doe.cells.d.convs_per_block' lists 1 value for 2 blocks"),
     ("d: {family: cnn, nodes: [8, 16], filter_growth: 2}", "'doe.cells.d.filter_growth' grows one 'nodes' value; here 'nodes' is a list"),
     # maps shrunk below 1x1, naming the block
     ("d: {family: cnn, layers: 5, nodes: 8, pool_padding: valid}",

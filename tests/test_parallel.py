@@ -142,7 +142,7 @@ def test_two_workers_give_what_a_serial_repro_gives(template, serial, tmp_path):
 
     again = parallel_cli(project, "--jobs", "2").stdout
     assert "Running stage" not in again and ": trained by worker" not in again
-    assert "parallel: 0 cell(s) trained by workers, 0 here" in again
+    assert "parallel: 0 cells trained by workers, 0 here" in again
     assert "Data and pipelines are up to date." in again
     assert results(project) == results(serial)
 

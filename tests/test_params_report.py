@@ -51,4 +51,4 @@ def test_bad_class_names_are_one_line(names, message):
 
 def test_a_name_for_a_label_the_data_lacks_is_said_and_not_used(capsys):
     assert class_names(["0", "1"], {7: "seven", 1: "one"}) == ["0", "one"]
-    assert "data.class_names names 1 label(s) the training data does not have (7)" in capsys.readouterr().out
+    assert "data.class_names names 1 label the training data does not have (7)" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_test_only_without_test_labels_is_an_error():
 
 def test_a_class_too_small_for_the_folds_is_named():
     y = np.concatenate([Y, [4, 4]])
-    with pytest.raises(DataError, match=r"class index 4 has 2 row\(s\); split.folds=5 needs at least 5 per class"):
+    with pytest.raises(DataError, match=r"class index 4 has 2 rows; split.folds=5 needs at least 5 per class"):
         split.make_split(settings(protocol="kfold", folds=5), y, Y_TEST)
 
 

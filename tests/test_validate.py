@@ -170,7 +170,7 @@ def test_class_too_small_to_stratify(project, capsys):
     with pytest.raises(SystemExit):
         errors.run_stage("validate", validate.main)
     assert capsys.readouterr().err == (
-        "validate: error: train.csv: label '1' has 1 training rows left after quarantine; "
+        "validate: error: train.csv: label '1' has 1 training row left after quarantine; "
         "a stratified validation split needs at least 2 per class\n"
     )
 

@@ -26,14 +26,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .common import errors, files, params, paths
 from .common.errors import DataError
+from .common.progress import progress
+from .common.words import plural
 
 # Images per vectorised step: keeps the float32 working arrays of one step in CPU cache.
 CHUNK = 256
@@ -75,13 +79,15 @@ def draw_transforms(
 
 
 def warp(
-    images: np.ndarray, matrices: np.ndarray, offsets: np.ndarray, out: np.ndarray | None = None
+    images: np.ndarray, matrices: np.ndarray, offsets: np.ndarray, out: np.ndarray | None = None,
+    made: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """Resample uint8 `images` (N, S, S) through K inverse affine maps each, bilinear, fill 0.
 
     `matrices` (K, N, 2, 2) and `offsets` (K, N, 2): output pixel p of map k of image i is
     read at the source point matrices[k, i] @ p + offsets[k, i], in (row, column) order.
-    Returns uint8 (K, N, S, S), written into `out` when given.
+    Returns uint8 (K, N, S, S), written into `out` when given. `made`, when given, is called
+    with the number of images finished after each chunk (one thread at a time).
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
@@ -101,6 +107,7 @@ def warp(
 
     starts = range(0, count, CHUNK)
     workers = max(1, min(len(starts), WORKERS))
+    lock = threading.Lock()
 
     def run(first: int) -> None:
         # Chunks are independent, so the result does not depend on how threads share them.
@@ -110,6 +117,9 @@ def warp(
             quads = _quads(images[start:stop])
             for k in range(maps):
                 _warp_chunk(quads, matrices[k, start:stop], offsets[k, start:stop], out[k, start:stop], work)
+            if made is not None:
+                with lock:
+                    made(maps * (stop - start))
 
     if workers == 1:
         run(0)
@@ -136,7 +146,8 @@ def augment_training_set(
     """The rows of `pixels` (N, P uint8, P a square) followed by `settings.copies` augmented
     copies per recipe, in recipe order, with `y` repeated to match; seeded by `settings.seed`.
 
-    Equals calling `augment_images` once per recipe and copy with one generator.
+    Equals calling `augment_images` once per recipe and copy with one generator. Shows a
+    progress bar of the images made.
     """
     pixels = np.asarray(pixels)
     y = np.asarray(y)
@@ -147,7 +158,7 @@ def augment_training_set(
     if side * side != size:
         raise ValueError(f"pixels per row must be a square number, got {size}")
     if y.shape != (count,):
-        raise ValueError(f"y must hold one label per row: {y.shape} for {count} rows")
+        raise ValueError(f"y must hold one label per row: {y.shape} for {plural(count, 'row')}")
 
     rng = np.random.default_rng(settings.seed)
     draws = [
@@ -164,7 +175,8 @@ def augment_training_set(
         matrices = np.stack([m for m, _ in draws])
         offsets = np.stack([o for _, o in draws])
         copies = out[count:].reshape(maps, count, side, side)
-        warp(pixels.reshape(count, side, side), matrices, offsets, out=copies)
+        with progress(total=maps * count, desc=f"augmenting {plural(count, 'training image')}", unit="image") as bar:
+            warp(pixels.reshape(count, side, side), matrices, offsets, out=copies, made=bar.update)
     return out, np.tile(y, maps + 1)
 
 
@@ -276,14 +288,14 @@ def main() -> None:
         pixels, y = clean["pixels"][train], clean["y"][train].astype(np.int64)
         files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=y, source=train.astype(np.int64),
                        fresh=np.array(json.dumps(fresh_settings(settings))))
-        print(f"augment: {len(train)} training rows, transformed afresh every epoch by the train stage")
+        print(f"augment: {plural(len(train), 'training row')}, transformed afresh every epoch by the train stage")
         return
     pixels, labels = augment_training_set(clean["pixels"][train], clean["y"][train], settings)
     # which clean row each augmented row came from, so a fold fits only on its own rows
     source = np.tile(train, len(pixels) // max(len(train), 1)).astype(np.int64)
     files.save_npz(paths.AUGMENTED_TRAIN, pixels=pixels, y=labels.astype(np.int64), source=source)
     seconds = time.perf_counter() - started
-    print(f"augment: {len(train)} training rows -> {len(pixels)} rows in {seconds:.1f} s")
+    print(f"augment: {plural(len(train), 'training row')} -> {plural(len(pixels), 'row')} in {seconds:.1f} s")
 
 
 def _load(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

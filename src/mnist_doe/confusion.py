@@ -14,6 +14,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix  # noqa: E4
 
 from .common import files, paths, results  # noqa: E402
 from .common.errors import run_stage  # noqa: E402
+from .common.words import plural  # noqa: E402
 
 BEST_HEATMAP = Path("plots/confusion_best.png")
 BEST_ERRORS = Path("plots/confusion_errors.png")
@@ -109,7 +110,7 @@ def main() -> None:
             heatmap(frame, truth.names, f"{cell}: confusion on the {set_name} set", BEST_HEATMAP)
             error_heatmap(frame, truth.names, f"{cell}: errors on the {set_name} set", BEST_ERRORS)
             gallery(truth, results.load_predictions(cell)[1], f"{cell} on the {set_name} set", MISCLASSIFIED)
-    print(f"confusion: {len(results.declared_cells())} cells; best {best} drawn to {BEST_HEATMAP}")
+    print(f"confusion: {plural(len(results.declared_cells()), 'cell')}; best {best} drawn to {BEST_HEATMAP}")
 
 
 if __name__ == "__main__":

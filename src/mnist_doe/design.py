@@ -15,6 +15,7 @@ import yaml
 
 from .common import files, params
 from .common.errors import run_stage
+from .common.words import plural
 
 SECTION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):")
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     params.parse(yaml.safe_load(text))
     files.write_text(args.params, text)
     cells = yaml.safe_load(text)["doe"]["cells"]
-    print(f"design: {args.design} applied to {args.params}: sections {', '.join(design)}; {len(cells)} cells")
+    print(f"design: {args.design} applied to {args.params}: sections {', '.join(design)}; {plural(len(cells), 'cell')}")
 
 
 if __name__ == "__main__":

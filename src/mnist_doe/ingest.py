@@ -22,6 +22,7 @@ import pandas as pd
 from .readers import csvfile
 from .common import errors, files, params, paths
 from .common.errors import DataError
+from .common.words import plural
 
 SOURCE = paths.RAW_TRAIN.parent / "source.json"
 SUBMISSION_FORMAT = paths.RAW_TRAIN.parent / "submission.json"
@@ -178,8 +179,8 @@ def main() -> None:
         source = ingest(Path(data.train_csv), Path(data.test_csv), answers, sample_csv=sample)
     train, test = source["train"], source["test"]
     print(
-        f"ingest: {train['rows']} training rows ({train['rows_with_issues']} with bad cells), "
-        f"{test['rows']} test rows, {train['side']}x{train['side']} images, "
+        f"ingest: {plural(train['rows'], 'training row')} ({train['rows_with_issues']} with bad cells), "
+        f"{plural(test['rows'], 'test row')}, {train['side']}x{train['side']} images, "
         f"test labels {'known' if source['test_labels_known'] else 'unknown'}"
     )
     print(f"ingest: training file {train['layout']}; test file {test['layout']}; "

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import yaml
 
+from .common.words import plural
 from .engine import hardware
 
 TRAIN = "train"  # the foreach stage of dvc.yaml: train@<cell>
@@ -270,8 +271,9 @@ def train_on_workers(root: Path, pipeline: Pipeline, cells: list[str], workers: 
     logs.mkdir(parents=True, exist_ok=True)
     gpu_word = ""
     if gpus:
-        gpu_word = ", one GPU set each" if len(gpus) >= workers else f", sharing {len(gpus)} GPU(s) with memory growth"
-    say(f"{len(cells)} cells on {workers} workers, {max(1, cores // workers)} of {cores} CPU threads each"
+        gpu_word = (", one GPU set each" if len(gpus) >= workers
+                    else f", sharing {plural(len(gpus), 'GPU')} with memory growth")
+    say(f"{plural(len(cells), 'cell')} on {workers} workers, {max(1, cores // workers)} of {cores} CPU threads each"
         f" ({hardware.THREADS_ENV}){gpu_word}; logs in {logs.relative_to(root)}/")
     todo: queue.Queue[str] = queue.Queue()
     for cell in cells:
@@ -354,7 +356,7 @@ def run(root: Path, jobs: int, mine: list[str] | None, push: bool, remote: str |
         if workers > 1:
             trained = train_on_workers(root, pipeline, pending, workers, keep)
         else:
-            say(f"{len(pending)} cell(s) to train: no workers needed")
+            say(f"{plural(len(pending), 'cell')} to train: no workers needed")
     workers_done = time.perf_counter()
     targets = [] if mine is None else cells
     say(f"dvc repro {' '.join(targets)}".rstrip())
@@ -373,7 +375,7 @@ def run(root: Path, jobs: int, mine: list[str] | None, push: bool, remote: str |
         "worker_seconds": round(workers_done - began, 1),
         "total_seconds": round(time.perf_counter() - began, 1),
     }
-    say(f"{len(summary['trained_by_workers'])} cell(s) trained by workers, {len(in_main)} here; "
+    say(f"{plural(len(summary['trained_by_workers']), 'cell')} trained by workers, {len(in_main)} here; "
         f"{summary['total_seconds']:.1f} s in all")
     return summary
 

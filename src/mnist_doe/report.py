@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from . import confusion, evaluate  # noqa: E402
 from .common import files, params, paths, results, stats  # noqa: E402
 from .common.errors import DataError, run_stage  # noqa: E402
+from .common.words import plural  # noqa: E402
 
 STATS_METRICS = Path("metrics/stats.json")
 REPORT = Path("metrics/report.md")
@@ -253,8 +254,7 @@ def family_table(doe: dict, family: str) -> list[str]:
 def _confusion_words(pair: dict | None) -> str:
     if not pair:
         return "none (no errors)"
-    times = "time" if pair["count"] == 1 else "times"
-    return f"true {pair['true']} predicted as {pair['predicted']}, {pair['count']} {times}"
+    return f"true {pair['true']} predicted as {pair['predicted']}, {plural(pair['count'], 'time')}"
 
 
 def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict | None,
@@ -266,7 +266,7 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
     lines = ["# DOE report", ""]
     lines.append(
         f"Best cell: **{best}**, chosen by {doe['selected_by']}. Accuracies below are judged on the "
-        f"{set_name} set ({a['rows']} images with known labels)."
+        f"{set_name} set ({plural(a['rows'], 'image')} with known labels)."
     )
     if set_name == "validation":
         lines.append(
@@ -321,7 +321,7 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
     else:
         first, second = mcnemar["best"], mcnemar["second"]
         lines.append(
-            f"On the {set_name} set, {first} alone is right on {mcnemar['b']} images and {second} alone "
+            f"On the {set_name} set, {first} alone is right on {plural(mcnemar['b'], 'image')} and {second} alone "
             f"on {mcnemar['c']}. Exact McNemar p-value: {_p(mcnemar['p_value'])}, "
             + ("significant at 0.05: the difference in accuracy is unlikely to be chance."
                if mcnemar["significant"] else
@@ -389,7 +389,7 @@ def main() -> None:
         proba = results.load_predictions(cell)[1][split]
         if len(proba) != len(y_true):
             raise DataError(
-                f"{paths.PREDICTIONS_DIR / (cell + '.npz')}: '{split}' holds {len(proba)} rows, "
+                f"{paths.PREDICTIONS_DIR / (cell + '.npz')}: '{split}' holds {plural(len(proba), 'row')}, "
                 f"the {set_name} set {len(y_true)}; run `dvc repro train@{cell}` again"
             )
         predicted[cell] = proba.argmax(1)

@@ -16,13 +16,14 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .common import files, params, paths
 from .common.errors import DataError, run_stage
+from .common.words import plural
 
 
 def _check_stratifiable(y: np.ndarray, n_parts: int, where: str, knob: str) -> None:
     labels, counts = np.unique(y, return_counts=True)
     if counts.min() < n_parts:
         raise DataError(
-            f"{where}: class index {int(labels[counts.argmin()])} has {int(counts.min())} row(s); "
+            f"{where}: class index {int(labels[counts.argmin()])} has {plural(int(counts.min()), 'row')}; "
             f"{knob} needs at least {n_parts} per class"
         )
 
@@ -34,7 +35,7 @@ def holdout(y: np.ndarray, val_fraction: float, seed: int, where: str = str(path
     n_classes = len(np.unique(y))
     if n_val < n_classes or len(y) - n_val < n_classes:
         raise DataError(
-            f"{where}: {len(y)} rows cannot be split with split.val_fraction={val_fraction} "
+            f"{where}: {plural(len(y), 'row')} cannot be split with split.val_fraction={val_fraction} "
             f"so that each of the {n_classes} classes is in both parts"
         )
     fit, val = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y, random_state=seed)
@@ -88,9 +89,9 @@ def main() -> None:
     n = int(split["n_folds"])
     val_rows = sum(len(split[f"val_{k}"]) for k in range(n))
     print(
-        f"split: {p.split.protocol}, {n} fold(s); {len(split['train'])} training rows, "
-        f"{val_rows} validation rows from the {split['val_source']} file, "
-        f"{len(split['test_rows'])} test rows scored"
+        f"split: {p.split.protocol}, {plural(n, 'fold')}; {plural(len(split['train']), 'training row')}, "
+        f"{plural(val_rows, 'validation row')} from the {split['val_source']} file, "
+        f"{plural(len(split['test_rows']), 'test row')} scored"
     )
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .common import files, params, paths, results
 from .common.errors import DataError, run_stage
+from .common.words import plural
 from .validate import SUBMISSION_FORMAT
 
 BEST = "best"
@@ -71,7 +72,7 @@ def main() -> None:
             ensemble.to_csv(tmp, index=False)
         print(f"submit: {results.ENSEMBLE}.csv averages {', '.join(members)}")
     print(
-        f"submit: {len(cells)} submissions in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {best} "
+        f"submit: {plural(len(cells), 'submission')} in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {best} "
         f"(validation accuracy {summaries[best]['val_accuracy_mean']:.4f})"
     )
 

@@ -21,12 +21,18 @@ import numpy as np
 
 from .common import clock, files, params, paths
 from .common.errors import run_stage
+from .common.progress import progress
 from .common.results import validation_rows
+from .common.words import plural
 
 BACKUP_DIR = Path(".train_backup")
 ENGINE_DIR = Path(__file__).resolve().parent / "engine"
 # this process's phases (imports, loading, building, tracing, epochs, ...), in timings/<cell>.json
 LAPS = clock.Laps()
+# rows a Keras model predicts per call: a multiple of the engines' prediction batch
+# (engine.loop.EVAL_BATCH), so every batch holds the rows it holds in one call over the whole
+# set, and the probabilities are the same to the bit
+PREDICT_ROWS = 8 * 1024
 
 
 def code_version() -> str:
@@ -221,7 +227,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     if gpus:
         strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
         splits = 1
-        print(f"train: {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}", flush=True)
+        print(f"train: {plural(len(gpus), 'GPU')}", flush=True)
     else:
         # a batch in parts only where no batch statistic (batch norm, activity penalty) spans it
         plan = hardware.cpu_plan(cell.family, t.batch_size, hardware.cpu_cores(), cell.net.whole_batches)
@@ -229,7 +235,7 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         strategy, splits = tf.distribute.get_strategy(), plan.splits
         tf.config.experimental.enable_op_determinism()
         halves = f", each batch computed in {splits} parts" if splits > 1 else ""
-        print(f"train: CPU, {inter} op streams of {intra} thread{'s' if intra > 1 else ''}{halves}", flush=True)
+        print(f"train: CPU, {plural(inter, 'op stream')} of {plural(intra, 'thread')}{halves}", flush=True)
     keras.utils.set_random_seed(t.seed)
 
     n_pixels = data["x_fit"].shape[1]
@@ -358,7 +364,7 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
                     stopped = wait >= t.patience
                     if stopped:
                         print(f"early stop after epoch {epoch + 1}: {t.monitor} has not improved for "
-                              f"{t.patience} epochs", flush=True)
+                              f"{plural(t.patience, 'epoch')}", flush=True)
                         break
         if best_weights is not None and t.restore_best_weights:  # as Keras 3: stopped early or not
             model.coefs_, model.intercepts_ = best_weights
@@ -471,17 +477,22 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
     if cell.family in ("logreg", "mlp"):
         if "fresh" in data:
             print(f"train@{cell.name}: augment.mode fresh transforms the images of the Keras families only; "
-                  f"{cell.family} fits on the {len(data['x_fit']):,} rows as they are", flush=True)
+                  f"{cell.family} fits on the {plural(len(data['x_fit']), 'row', grouped=True)} as they are",
+                  flush=True)
         log.rewind(0)  # baselines always start from scratch
         model, predict, epochs_run, epoch_seconds = fit_baseline(run_cell, data, log)
     else:
         model, predict, epochs_run, epoch_seconds = fit_keras(run_cell, data, n_classes, log, backup)
-    train_proba, val_proba, test_proba = predict(data["x_train"]), predict(data["x_val"]), predict(data["x_test"])
+    # a baseline predicts each set in one call: scikit-learn's numbers move in the last bit with the rows per call
+    rows = None if cell.family in ("logreg", "mlp") else PREDICT_ROWS
+    proba = predict_sets(predict, {name: data[f"x_{name}"] for name in ("train", "val", "test")}, rows,
+                         f"predicting with {cell.name}" + (f" ({run.name})" if run.name else ""))
+    train_proba, val_proba = proba["train"], proba["val"]
     LAPS.lap("predict")
     return model, {
         **log.best_epochs(),
         "val": val_proba,
-        "test": test_proba,
+        "test": proba["test"],
         "train_accuracy": float((train_proba.argmax(1) == data["y_train"]).mean()),
         "val_accuracy": float((val_proba.argmax(1) == data["y_val"]).mean()),
         "epochs": epochs_run,
@@ -489,6 +500,21 @@ def train_run(cell: params.Cell, run: Run, data: dict, n_classes: int, live) -> 
         "epoch_seconds": [round(s, 4) for s in epoch_seconds],
         "fit_rows": len(data["x_fit"]),
     }
+
+
+def predict_sets(predict, sets: dict[str, np.ndarray], rows: int | None, desc: str) -> dict[str, np.ndarray]:
+    """`predict` over each of `sets` (name: uint8 image rows), `rows` rows a call (None: a
+    set a call), with one progress bar of the rows predicted."""
+    proba = {}
+    with progress(total=sum(len(x) for x in sets.values()), desc=desc, unit="row") as bar:
+        for name, x in sets.items():
+            step = rows or len(x) or 1
+            parts = []
+            for start in range(0, max(len(x), 1), step):
+                parts.append(predict(x[start:start + step]))
+                bar.update(len(parts[-1]))
+            proba[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return proba
 
 
 def train_cell(cell: params.Cell) -> dict:
@@ -549,7 +575,8 @@ def train_cell(cell: params.Cell) -> dict:
             if not said_batch and cell.train.batch_size > len(data["x_fit"]):
                 said_batch = True
                 print(f"train@{cell.name}: batch_size {cell.train.batch_size:,} is more than the "
-                      f"{len(data['x_fit']):,} rows a run fits on; each epoch is one batch of all of them", flush=True)
+                      f"{plural(len(data['x_fit']), 'row', grouped=True)} a run fits on; "
+                      "each epoch is one batch of all of them", flush=True)
             model, result = train_run(cell, run, data, n_classes, live)
             if run == runs[0]:  # the cell's saved model is its first run's
                 save_model(model, cell.family, cell_backup / "model")
@@ -702,14 +729,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     summary = train_cell(p.cells[args.cell])
     print(
-        f"train@{summary['cell']}: {_epochs(summary['epochs'])} on {summary['train_rows']} rows; "
-        f"{_epochs(summary['timed_epochs'])} timed: {summary['train_seconds']:.1f} s "
+        f"train@{summary['cell']}: {plural(summary['epochs'], 'epoch')} on {plural(summary['train_rows'], 'row')}; "
+        f"{plural(summary['timed_epochs'], 'epoch')} timed: {summary['train_seconds']:.1f} s "
         f"({summary['images_per_second']:.0f} images/s)"
     )
-
-
-def _epochs(n: int) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -35,6 +36,8 @@ import yaml
 from . import design as design_module
 from .common import files, params, paths
 from .common.errors import run_stage
+from .common.progress import ENV as PROGRESS_ENV, progress, say
+from .common.words import plural
 
 TUNING_DIR = Path("tuning")
 SECTION = "tuning"
@@ -80,7 +83,9 @@ def _fingerprint(design: dict) -> str:
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], capture_output=True, text=True)
+    # the stages' stderr is captured and shown only when a step fails: their bars would crowd that message
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], capture_output=True, text=True,
+                          env={**os.environ, PROGRESS_ENV: "0"})
 
 
 def run_step(name: str, cells: dict[str, dict]) -> dict:
@@ -93,7 +98,8 @@ def run_step(name: str, cells: dict[str, dict]) -> dict:
     files.write_text(params_path, text)
     _dvc("exp", "remove", name)  # an experiment of this name left by a run that died before its record
     done = _dvc("exp", "run", "--name", name)
-    sys.stdout.write(done.stdout)
+    if done.stdout.strip():
+        say(done.stdout.rstrip("\n"))
     if done.returncode != 0:
         raise params.ParamsError(f"tune: `dvc exp run --name {name}` failed:\n{done.stderr.strip()[-2000:]}")
     doe_metrics = files.read_json(paths.DOE_METRICS)
@@ -177,27 +183,33 @@ def tune_study(design_path: Path, design: dict, study: str, spec: dict, stop_aft
         text = design_module.apply(params_path.read_text(), sections)
         params.parse(yaml.safe_load(text))
         files.write_text(params_path, text)
-    for k, step in enumerate(spec["steps"], 1):
-        if k <= len(record["steps"]):
-            done = record["steps"][k - 1]
-            print(f"tune: step {k} ({step['knob']}) done before: winner {done['winner']}")
-            continue
-        if stop_after is not None and k > stop_after:
-            break
-        name = f"{stem}-step{k}-{step['knob']}".replace("_", "-")
-        cells = step_cells(spec["start"], record["winners"], k, step["knob"], step["values"])
-        print(f"tune: step {k}: {step['knob']} over {step['values']} ({len(cells)} cells, experiment {name})",
-              flush=True)
-        result = run_step(name, cells)
-        winner = step["values"][list(cells).index(result["best_cell"])]
-        record["winners"][step["knob"]] = winner
-        record["steps"].append({"step": k, "knob": step["knob"], "values": step["values"], "cells": list(cells),
-                                "experiment": name, "best_cell": result["best_cell"], "winner": winner,
-                                "rows": result["rows"]})
-        files.write_json(record_path, record)
-        files.write_text(record_path.with_suffix(".md"), markdown(record))
-        plot(record, record_path.with_suffix(".png"))
-        print(f"tune: step {k}: {step['knob']} = {winner} wins ({result['best_cell']})", flush=True)
+    steps = spec["steps"]
+    finished = sum(len(step["values"]) for step in steps[:len(record["steps"])])
+    with progress(total=sum(len(step["values"]) for step in steps), initial=finished, desc=f"tuning {stem}",
+                  unit="cell") as bar:
+        for k, step in enumerate(steps, 1):
+            if k <= len(record["steps"]):
+                done = record["steps"][k - 1]
+                say(f"tune: step {k} ({step['knob']}) done before: winner {done['winner']}")
+                continue
+            if stop_after is not None and k > stop_after:
+                break
+            name = f"{stem}-step{k}-{step['knob']}".replace("_", "-")
+            cells = step_cells(spec["start"], record["winners"], k, step["knob"], step["values"])
+            bar.set_description(f"tuning {stem}, step {k} of {len(steps)}: {step['knob']}")
+            say(f"tune: step {k}: {step['knob']} over {step['values']} "
+                f"({plural(len(cells), 'cell')}, experiment {name})")
+            result = run_step(name, cells)
+            bar.update(len(cells))
+            winner = step["values"][list(cells).index(result["best_cell"])]
+            record["winners"][step["knob"]] = winner
+            record["steps"].append({"step": k, "knob": step["knob"], "values": step["values"], "cells": list(cells),
+                                    "experiment": name, "best_cell": result["best_cell"], "winner": winner,
+                                    "rows": result["rows"]})
+            files.write_json(record_path, record)
+            files.write_text(record_path.with_suffix(".md"), markdown(record))
+            plot(record, record_path.with_suffix(".png"))
+            say(f"tune: step {k}: {step['knob']} = {winner} wins ({result['best_cell']})")
     print(f"tune: winners {json.dumps(record['winners'])}; {record_path.with_suffix('.md')}")
     return record
 

@@ -17,6 +17,7 @@ import pandas as pd
 from .common import errors, files, params, paths
 from .readers.csvfile import MISSING_LABEL, normalise_label
 from .common.errors import DataError
+from .common.words import plural
 from .ingest import SOURCE, SUBMISSION_FORMAT as RAW_SUBMISSION_FORMAT
 
 # column names, ImageIds and test rows of the submission lines, for the submit stage
@@ -153,10 +154,9 @@ def clean(
     remaining = np.array(sorted(set(range(rows_in)) - set(reasons)), dtype=np.int64)
     counts = pd.Series(labels[remaining]).value_counts()
     for label, count in counts[counts < min_class_rows].items():
-        rows_word = "row" if count == 1 else "rows"
         for row in remaining[labels[remaining] == label]:
             reasons[int(row)] = (
-                f"{RARE}: {str(label)!r} has {count} {rows_word} (validate.min_class_rows is {min_class_rows})"
+                f"{RARE}: {str(label)!r} has {plural(count, 'row')} (validate.min_class_rows is {min_class_rows})"
             )
 
     kept = np.array(sorted(set(range(rows_in)) - set(reasons)), dtype=np.int64)
@@ -167,7 +167,7 @@ def clean(
     classes = class_order(declared) if declared else class_order(labels[kept])
     if len(classes) == 1:
         raise DataError(
-            f"{train_file}: every one of the {len(kept)} training rows left after quarantine has the label "
+            f"{train_file}: every one of the {plural(len(kept), 'training row')} left after quarantine has the label "
             f"{classes[0]!r}; a classifier needs at least two classes (is the label in another column?)"
         )
     kept_counts = pd.Series(labels[kept]).value_counts()
@@ -175,7 +175,7 @@ def clean(
         count = int(kept_counts.get(label, 0))
         if count < MIN_STRATIFY_ROWS:
             raise DataError(
-                f"{train_file}: label {label!r} has {count} training rows left after quarantine; "
+                f"{train_file}: label {label!r} has {plural(count, 'training row')} left after quarantine; "
                 f"a stratified validation split needs at least {MIN_STRATIFY_ROWS} per class"
             )
     if not classes:
@@ -244,10 +244,11 @@ def plot_eda(result: Clean, out_dir: Path = paths.EDA_DIR) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * k), 4))
     if len(known):
         width = 0.4
-        ax.bar(np.arange(k) - width / 2, counts / counts.sum(), width, label=f"training ({counts.sum()} rows)")
+        ax.bar(np.arange(k) - width / 2, counts / counts.sum(), width,
+               label=f"training ({plural(int(counts.sum()), 'row')})")
         test_counts = np.bincount(known, minlength=k)
         ax.bar(np.arange(k) + width / 2, test_counts / test_counts.sum(), width,
-               label=f"test ({test_counts.sum()} rows)")
+               label=f"test ({plural(int(test_counts.sum()), 'row')})")
         ax.set_ylabel("share of the file's rows")
         ax.legend(fontsize=8)
     else:
@@ -335,8 +336,8 @@ def main() -> None:
     plot_eda(result)
     m = result.metrics
     print(
-        f"validate: {m['rows_in']} rows in, {m['rows_kept']} kept, {m['rows_quarantined']} quarantined; "
-        f"{m['classes']} classes; {m['test_rows']} test rows"
+        f"validate: {plural(m['rows_in'], 'row')} in, {m['rows_kept']} kept, {m['rows_quarantined']} quarantined; "
+        f"{plural(m['classes'], 'class', 'classes')}; {plural(m['test_rows'], 'test row')}"
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .words import plural
+
 PARAMS_FILE = "params.yaml"
 MAX_FILE_BYTES = 4 << 20  # params.yaml is a few kB; a file of megabytes is not a set of knobs
 MAX_VALUES = 100_000  # scalars, lists and mappings after YAML aliases are expanded
@@ -443,9 +445,9 @@ def _choice(options: tuple):
 
 
 def _each(key: str, value: Any, n: int, what: str, check) -> tuple:
-    """One value per layer / block: `value` repeated, or a list of exactly `n` values."""
+    """One value per layer / block (`what`): `value` repeated, or a list of exactly `n` values."""
     if isinstance(value, (list, tuple)):
-        _require(len(value) == n, f"'{key}' lists {len(value)} values for {n} {what}")
+        _require(len(value) == n, f"'{key}' lists {plural(len(value), 'value')} for {plural(n, what)}")
         return tuple(check(key, v) for v in value)
     return (check(key, value),) * n
 
@@ -461,7 +463,8 @@ def _widths(key: str, spec: dict) -> tuple:
         _require(not bad, f"'{key}.nodes' holds {bad[0] if bad else ''}; each width must be >= 1")
         if spec.get("layers") is not None:
             layers = _check_type(f"{key}.layers", spec["layers"], int)
-            _require(layers == len(widths), f"'{key}.layers' is {layers} but '{key}.nodes' lists {len(widths)} widths")
+            _require(layers == len(widths),
+                     f"'{key}.layers' is {layers} but '{key}.nodes' lists {plural(len(widths), 'width')}")
         _require("filter_growth" not in spec, f"'{key}.filter_growth' grows one 'nodes' value; here 'nodes' is a list")
         return widths
     layers = _check_type(f"{key}.layers", spec["layers"], int)
@@ -510,8 +513,8 @@ def resolve_net(key: str, family: str, spec: dict, t: TrainParams) -> Net:
     if family == "dense":
         return Net(
             **common,
-            dropout=_each(f"{key}.dropout", spec.get("dropout", t.dropout), n, "layers", _rate),
-            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "layers", _flag),
+            dropout=_each(f"{key}.dropout", spec.get("dropout", t.dropout), n, "layer", _rate),
+            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "layer", _flag),
         )
     head_of = "a cnn's is its head's; per block: block_dropout" if family == "cnn" else "an lstm's is its head's"
     _require(not listed["dropout"], f"'{key}.dropout' is one rate here ({head_of}; per head layer: head_dropout)")
@@ -519,13 +522,13 @@ def resolve_net(key: str, family: str, spec: dict, t: TrainParams) -> Net:
     head = tuple(_count(f"{key}.head", w) for w in (head if isinstance(head, list) else [head]))
     if family == "cnn":
         cnn = dict(
-            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "blocks", _flag),
-            convs_per_block=_each(f"{key}.convs_per_block", spec.get("convs_per_block", 1), n, "blocks", _count),
+            batch_norm=_each(f"{key}.batch_norm", spec.get("batch_norm", t.batch_norm), n, "block", _flag),
+            convs_per_block=_each(f"{key}.convs_per_block", spec.get("convs_per_block", 1), n, "block", _count),
             kernel_size=_count(f"{key}.kernel_size", spec.get("kernel_size", 3)),
             padding=_choice(PADDINGS)(f"{key}.padding", get("padding", str, "same")),
-            pooling=_each(f"{key}.pooling", spec.get("pooling", "max"), n, "blocks", _choice(POOLINGS)),
+            pooling=_each(f"{key}.pooling", spec.get("pooling", "max"), n, "block", _choice(POOLINGS)),
             pool_padding=_choice(PADDINGS)(f"{key}.pool_padding", get("pool_padding", str, "same")),
-            block_dropout=_each(f"{key}.block_dropout", spec.get("block_dropout", 0.0), n, "blocks", _rate),
+            block_dropout=_each(f"{key}.block_dropout", spec.get("block_dropout", 0.0), n, "block", _rate),
             top=_choice(TOPS)(f"{key}.top", get("top", str, "flatten")),
             flatten_batch_norm=get("flatten_batch_norm", bool, False),
         )
@@ -537,9 +540,9 @@ def resolve_net(key: str, family: str, spec: dict, t: TrainParams) -> Net:
     return Net(
         **common, **cnn, head=head,
         head_dropout=_each(f"{key}.head_dropout", spec.get("head_dropout", spec.get("dropout", t.dropout)), len(head),
-                           "head layers", _rate),
+                           "head layer", _rate),
         head_batch_norm=_each(f"{key}.head_batch_norm", spec.get("head_batch_norm", head_norm), len(head),
-                              "head layers", _flag),
+                              "head layer", _flag),
     )
 
 
@@ -710,8 +713,8 @@ def parse(raw: Any) -> Params:
     runs = len(cells) * result.runs_per_cell
     _require(
         runs <= budget.max_runs,
-        f"the design needs {runs} training runs ({len(cells)} cells x "
-        f"{result.runs_per_cell // split.replicates} folds x {split.replicates} replicates), "
+        f"the design needs {plural(runs, 'training run')} ({plural(len(cells), 'cell')} x "
+        f"{plural(result.runs_per_cell // split.replicates, 'fold')} x {plural(split.replicates, 'replicate')}), "
         f"over budget.max_runs={budget.max_runs}; remove cells or raise the budget",
     )
     return result

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import files, params, paths
 from .errors import DataError
+from .words import plural
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def class_names(classes: list[str], names: dict) -> list[str]:
     given = {normalise_label(label): str(name) for label, name in names.items()}
     unknown = sorted(set(given) - set(classes))
     if unknown:
-        print(f"note: data.class_names names {len(unknown)} label(s) the training data does not have "
+        print(f"note: data.class_names names {plural(len(unknown), 'label')} the training data does not have "
               f"({', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}); they are not used")
     return [given.get(label, label) for label in classes]
 

@@ -15,6 +15,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 
+from .words import plural
+
 ALPHA = 0.05
 ANOVA_TERMS = {"C(layers)": "layers", "C(nodes)": "nodes", "C(layers):C(nodes)": "layers:nodes"}
 
@@ -247,8 +249,8 @@ def factor_anova(rows: Sequence[dict], factors: Sequence[str]) -> tuple[dict | N
         return None, f"the design confounds its factors ({', '.join(factors)}): not every effect can be told apart"
     residual_df = len(frame) - rank
     if residual_df < 1:
-        return None, (f"{len(frame)} observations for {rank} parameters leave no residual: add replicates "
-                      f"(split.replicates) or folds")
+        return None, (f"{plural(len(frame), 'observation')} for {plural(rank, 'parameter')} leave no residual: "
+                      f"add replicates (split.replicates) or folds")
     if float(np.ptp(model.resid)) == 0.0:
         return None, "the accuracies are fitted exactly, so there is no error term"
     table = anova_lm(model, typ=2)

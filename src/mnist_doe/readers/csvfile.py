@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from ..common.errors import DataError
+from ..common.progress import progress
+from ..common.words import plural
 
 PIXEL_MAX = 255
 BOM = b"\xef\xbb\xbf"
@@ -63,6 +65,7 @@ NOT_CSV = (
     (b"\x00\x00\x08\x01", "an IDX label file; convert it with python -m mnist_doe.readers.idx"),
 )
 MAX_LISTED = 8  # archive members named in a message
+ROWS_PER_STEP = 8192  # rows parsed and checked at a time, a progress update each (as fast as one step: measured)
 
 # Cell problems, as written in the issues file.
 EMPTY = "empty"
@@ -141,7 +144,7 @@ class Table:
         label_last = self.label_column is not None and self.label_column > 0 and self.label_column == len(self.columns) - 1
         parts = ["ImageId"] if self.id_column is not None else []
         parts += ["label"] if self.label_column is not None and not label_last else []
-        parts.append(f"{self.pixels.shape[1]} pixels")
+        parts.append(plural(self.pixels.shape[1], "pixel"))
         parts += ["label"] if label_last else []
         return ", ".join(parts)
 
@@ -451,7 +454,7 @@ def _kind(name: str) -> str | None:
 
 def _preview(names: list[str] | None, ncols: int) -> str:
     if names is None:
-        return f"no header, {ncols} columns"
+        return f"no header, {plural(ncols, 'column')}"
     shown = [repr(n) for n in names[:3]]
     if ncols > 4:
         shown += ["...", repr(names[-1])]
@@ -510,7 +513,7 @@ def _train_layout(path: str, names: list[str] | None, ncols: int) -> _Layout:
     width = ncols - start
     if width < 2:
         raise DataError(
-            f"{path}: {width} column{'s' if width != 1 else ''}; a training file needs a label column "
+            f"{path}: {plural(width, 'column')}; a training file needs a label column "
             "and then the pixels (e.g. 785 = label + 28x28)"
         )
     if is_square(width):
@@ -548,7 +551,9 @@ def _test_layout(
     )
     extra = ncols - p
     if extra < 0:
-        raise DataError(f"{path}: {ncols} columns, fewer than the training file's {p} pixel columns; {expected}")
+        raise DataError(
+            f"{path}: {plural(ncols, 'column')}, fewer than the training file's {plural(p, 'pixel column')}; {expected}"
+        )
     if extra > 2:
         hint = "; is there an extra index column?" if extra == 3 else ""
         raise DataError(f"{path}: {ncols} columns, more than the training file's {p} pixels allow; {expected}{hint}")
@@ -604,7 +609,8 @@ def _first_column_role(path: str, values: np.ndarray, train: Table | None, seen:
         return "id"
     if len(unknown) * 2 > n:
         raise DataError(
-            f"{path}: {where} is neither a label column ({len(unknown)} of its {n} values, e.g. {unknown[0]!r}, "
+            f"{path}: {where} is neither a label column ({len(unknown)} of its {plural(n, 'value')}, "
+            f"e.g. {unknown[0]!r}, "
             f"are no training label) nor ImageIds counting up by one; name it (label or ImageId) in a header line; {seen}"
         )
     return "label"
@@ -626,11 +632,30 @@ def _column_names(header: list[str] | None, layout: _Layout) -> list[str]:
     return names
 
 
-def _read_frame(text: _Text, has_header: bool, text_cols: list[int]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Rows:
+    """The data lines of a CSV file, parsed and checked."""
+
+    pixels: np.ndarray  # uint8 (N, P): the pixel columns, bad cells set to 0
+    codes: np.ndarray  # int8 (N, P): `_cell_problems`' code of every pixel cell
+    text: pd.DataFrame  # the columns read as text (labels, ImageIds), named by file column
+
+
+def _read_rows(text: _Text, has_header: bool, text_cols: list[int], pixel_cols: np.ndarray) -> _Rows:
+    """Parse the data lines ROWS_PER_STEP at a time, checking each step's pixel cells as one
+    block, with a progress bar of the rows read."""
+    expected = len(text.starts) - has_header
+    pixels = np.zeros((expected, len(pixel_cols)), np.uint8)
+    codes = np.zeros((expected, len(pixel_cols)), np.int8)
+    texts, parsed = [], 0
+    # the pixel columns are one run (labels and ImageIds stand at the ends): a slice, not a copy per step
+    first, last = int(pixel_cols[0]), int(pixel_cols[-1])
+    columns = slice(first, last + 1) if last - first + 1 == len(pixel_cols) else pixel_cols
+    bar = progress(total=expected, desc=f"reading {text.path}", unit="row")
     try:
-        with warnings.catch_warnings():
+        with bar, warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            frame = pd.read_csv(
+            steps = pd.read_csv(
                 io.BytesIO(text.raw),
                 header=None,
                 skiprows=1 if has_header else 0,
@@ -641,16 +666,23 @@ def _read_frame(text: _Text, has_header: bool, text_cols: list[int]) -> pd.DataF
                 engine="c",
                 encoding="utf-8",
                 encoding_errors="replace",
+                chunksize=ROWS_PER_STEP,
             )
+            for frame in steps:
+                rows = slice(parsed, parsed + len(frame))
+                parsed += len(frame)
+                if parsed <= expected:
+                    pixels[rows], codes[rows] = _cell_problems(frame.iloc[:, columns])
+                    texts.append(frame[text_cols])
+                bar.update(len(frame))
     except (pd.errors.ParserError, ValueError, OverflowError) as err:
         raise DataError(f"{text.path}: cannot be read as CSV ({' '.join(str(err).split())})") from None
-    expected = len(text.starts) - has_header
-    if len(frame) != expected:
+    if parsed != expected:
         raise DataError(
-            f"{text.path}: parsed {len(frame)} rows from {expected} data lines "
+            f"{text.path}: parsed {plural(parsed, 'row')} from {plural(expected, 'data line')} "
             "(quoted line breaks are not supported)"
         )
-    return frame
+    return _Rows(pixels, codes, pd.concat(texts, ignore_index=True) if texts else pd.DataFrame())
 
 
 def _field_counts(text: _Text) -> np.ndarray:
@@ -672,7 +704,7 @@ def _check_field_counts(text: _Text, expected: int) -> None:
         first = int(bad[0])
         more = f" ({len(bad)} such lines in all)" if len(bad) > 1 else ""
         raise DataError(
-            f"{text.path} line {first + 1}: {counts[first]} fields, expected {expected}{more}"
+            f"{text.path} line {first + 1}: {plural(int(counts[first]), 'field')}, expected {expected}{more}"
         )
 
 
@@ -734,7 +766,8 @@ def _cell_issues(
 
 
 def _text_column(frame: pd.DataFrame, j: int) -> np.ndarray:
-    column = frame.iloc[:, j].fillna("").astype(str).str.strip().str.strip('"').str.strip()
+    """File column `j` of a frame read without a header (its columns named 0, 1, ...), as stripped text."""
+    column = frame[j].fillna("").astype(str).str.strip().str.strip('"').str.strip()
     return column.to_numpy(dtype=str)
 
 
@@ -788,20 +821,20 @@ def read_train(path: PathLike) -> Table:
     header = [_unquote(f) for f in first] if has_header else None
     layout = _train_layout(text.path, header, ncols)
     _check_field_counts(text, ncols)
-    frame = _read_frame(text, has_header, layout.text_cols)
+    pixel_cols = layout.pixel_cols
+    read = _read_rows(text, has_header, layout.text_cols, pixel_cols)
     names = _column_names(first if has_header else None, layout)
     first_line = 2 if has_header else 1
 
-    pixel_cols = layout.pixel_cols
-    pixels, codes = _cell_problems(frame.iloc[:, pixel_cols])
+    pixels, codes = read.pixels, read.codes
     _check_not_scaled(text.path, codes)
-    labels = normalise_labels(_text_column(frame, layout.label_col))
+    labels = normalise_labels(_text_column(read.text, layout.label_col))
     # label issues first, so a stable sort by row keeps each row's cells in column order
     issues = _label_issues(labels, text, first_line, names, layout.label_col)
     issues += _cell_issues(text, codes, first_line, names, pixel_cols)
     issues.sort(key=lambda issue: issue.row)
-    lines = np.arange(len(frame), dtype=np.int64) + first_line
-    ids = normalise_labels(_text_column(frame, layout.id_col)) if layout.id_col is not None else None
+    lines = np.arange(len(pixels), dtype=np.int64) + first_line
+    ids = normalise_labels(_text_column(read.text, layout.id_col)) if layout.id_col is not None else None
     return Table(
         text.path, pixels, labels, lines, has_header, issues,
         ids=ids, columns=names, label_column=layout.label_col, id_column=layout.id_col, encoding=text.encoding,
@@ -823,19 +856,20 @@ def read_test(path: PathLike, n_pixels: int, train: Table | None = None) -> Tabl
     layout, seen = _test_layout(text.path, header, ncols, n_pixels, train)
     _check_field_counts(text, ncols)
     first_line = 2 if has_header else 1
-    frame = _read_frame(text, has_header, layout.text_cols if layout is not None else [0])
+    # an undecided layout has one column (label or ImageId) before the pixels
+    pixel_cols = layout.pixel_cols if layout is not None else np.arange(1, ncols)
+    read = _read_rows(text, has_header, layout.text_cols if layout is not None else [0], pixel_cols)
     if layout is None:
-        values = normalise_labels(_text_column(frame, 0))
+        values = normalise_labels(_text_column(read.text, 0))
         role = _first_column_role(text.path, values, train, seen, first_line)
         layout = _Layout(0 if role == "id" else None, 0 if role == "label" else None, ncols)
     names = _column_names(first if has_header else None, layout)
 
-    pixel_cols = layout.pixel_cols
-    pixels, codes = _cell_problems(frame.iloc[:, pixel_cols])
+    pixels, codes = read.pixels, read.codes
     labels = None
     issues = []
     if layout.label_col is not None:
-        labels = normalise_labels(_text_column(frame, layout.label_col))
+        labels = normalise_labels(_text_column(read.text, layout.label_col))
         issues = _label_issues(labels, text, first_line, names, layout.label_col)
     issues += _cell_issues(text, codes, first_line, names, pixel_cols)
     if issues:
@@ -847,9 +881,9 @@ def read_test(path: PathLike, n_pixels: int, train: Table | None = None) -> Tabl
         )
     ids = None
     if layout.id_col is not None:
-        ids = normalise_labels(_text_column(frame, layout.id_col))
+        ids = normalise_labels(_text_column(read.text, layout.id_col))
         _check_ids(text, ids, first_line, names[layout.id_col])
-    lines = np.arange(len(frame), dtype=np.int64) + first_line
+    lines = np.arange(len(pixels), dtype=np.int64) + first_line
     return Table(
         text.path, pixels, labels, lines, has_header, [],
         ids=ids, columns=names, label_column=layout.label_col, id_column=layout.id_col, encoding=text.encoding,
@@ -899,7 +933,7 @@ def _two_columns(path: PathLike, what: str) -> tuple[_Text, bool, list[str], pd.
     if has_header and len(text.starts) == 1:
         raise DataError(f"{text.path}: header only, no data rows")
     if len(first) != 2:
-        raise DataError(f"{text.path}: {len(first)} columns; {what} has two, ImageId,Label")
+        raise DataError(f"{text.path}: {plural(len(first), 'column')}; {what} has two, ImageId,Label")
     _check_field_counts(text, 2)
     try:
         frame = pd.read_csv(
@@ -928,7 +962,7 @@ def read_answers(path: PathLike, n_rows: int, test_ids: np.ndarray | None = None
     if len(frame) != n_rows:
         which = f"ImageId 1..{n_rows}" if test_ids is None else "each ImageId of its ImageId column"
         raise DataError(
-            f"{text.path}: {len(frame)} answers for {n_rows} test images; "
+            f"{text.path}: {plural(len(frame), 'answer')} for {plural(n_rows, 'test image')}; "
             f"expected one row per test image ({which})"
         )
     rows = _id_rows(text.path, ids, first_line, names[0], n_rows, test_ids)
@@ -945,7 +979,8 @@ def read_sample_submission(path: PathLike, test: Table) -> dict:
     first_line = 2 if has_header else 1
     ids = normalise_labels(_text_column(frame, 0))
     if len(frame) != test.rows:
-        raise DataError(f"{text.path}: {len(frame)} rows for {test.rows} test images; expected one per test image")
+        raise DataError(f"{text.path}: {plural(len(frame), 'row')} for {plural(test.rows, 'test image')}; "
+                        "expected one per test image")
     empty = np.flatnonzero(ids == "")
     if len(empty):
         raise DataError(f"{text.path} line {int(empty[0]) + first_line}, column {names[0]}: empty ImageId")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..common import files
 from ..common.errors import DataError, run_stage
+from ..common.words import plural
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -76,7 +77,8 @@ def _read(path: Path, magic_expected: int, what: str, limit: int | None) -> tupl
         dims = f" of {shape[1]}x{shape[2]}" if ndim == 3 else ""
         wanted = f"{shape[0]:,} of them take" if shape[0] != claimed else "they take"
         raise DataError(
-            f"{path}: truncated: the header claims {claimed:,} {what}s{dims}; {wanted} {size:,} bytes, "
+            f"{path}: truncated: the header claims {plural(claimed, what, grouped=True)}{dims}; "
+            f"{wanted} {size:,} bytes, "
             f"the file holds {held:,}{' (decompressed)' if compressed else ''}"
         )
     return shape, raw
@@ -121,9 +123,11 @@ def main(argv: list[str] | None = None) -> None:
         images = read_images(find(args.idx_dir, part, "images"), args.limit)
         labels = read_labels(find(args.idx_dir, part, "labels"), args.limit)
         if len(images) != len(labels):
-            raise DataError(f"{args.idx_dir}: {len(images)} {part} images but {len(labels)} labels")
+            raise DataError(
+                f"{args.idx_dir}: {plural(len(images), part + ' image')} but {plural(len(labels), 'label')}"
+            )
         write_csv(args.out_dir / f"{role}.csv", images, labels)
-        print(f"idx: {role}.csv: {len(images)} images of {images.shape[1]}x{images.shape[2]}")
+        print(f"idx: {role}.csv: {plural(len(images), 'image')} of {images.shape[1]}x{images.shape[2]}")
 
 
 if __name__ == "__main__":
