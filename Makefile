@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup repro test smoke bench
+.PHONY: setup repro test test-long test-all smoke bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,20 @@ JOBS ?= 1
 repro: setup
 	@if [ "$(JOBS)" -gt 1 ]; then set -x; python -m mnist_doe.parallel --jobs $(JOBS); else set -x; dvc repro; fi
 
+# tests in parallel, one test file per worker at a time (a file's fixtures are built once);
+# TEST_JOBS=1 runs them one after another
+TEST_JOBS ?= auto
+PYTEST := pytest -n $(TEST_JOBS) --dist loadfile
+
+# the suite but its end-to-end studies of minutes (marked long), then those alone, then all
 test: setup
-	pytest
+	$(PYTEST) -m "not long"
+
+test-long: setup
+	$(PYTEST) -m long
+
+test-all: setup
+	$(PYTEST)
 
 smoke: setup
 	python .ci/smoke.py

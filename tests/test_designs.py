@@ -76,6 +76,7 @@ def test_every_tuning_step_declares_valid_cells(tmp_path):
             winners[step["knob"]] = step["values"][0]
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 @pytest.mark.slow
 def test_seed_designs_run_end_to_end_on_tiny_data(tmp_path):
     """seed 003 (test-only, 24 letter names) and seed 004 (fresh augmentation, baselines with

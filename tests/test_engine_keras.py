@@ -55,7 +55,8 @@ def train_once(family: str, engine: str, seed: int, backup: Path, data: dict, **
     return predict(data["x_val"])
 
 
-@pytest.mark.parametrize("family", ["dense", "cnn", "lstm"])
+@pytest.mark.parametrize("family", ["dense", pytest.param("cnn", marks=pytest.mark.long),
+                                    pytest.param("lstm", marks=pytest.mark.long)])
 def test_each_family_learns_as_well_with_model_fit(tmp_path, family, capsys):
     data = digit_data()
     accuracy = {}
@@ -178,6 +179,7 @@ def _curve_rows() -> int:
     return max(0, len(tsv.read_text().splitlines()) - 1) if tsv.exists() else 0
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_a_killed_keras_engine_cell_resumes_to_the_uninterrupted_result(stage_dir):  # noqa: F811
     """SIGKILL during training, then the stage again: it resumes after its last backed-up epoch
     and ends with the predictions of a run never interrupted."""

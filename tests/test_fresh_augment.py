@@ -160,6 +160,7 @@ def _curve_rows() -> int:
     return max(0, len(tsv.read_text().splitlines()) - 1) if tsv.exists() else 0
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 @pytest.mark.slow
 def test_a_killed_fresh_cell_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     """The stage, SIGKILLed mid-run and run again, predicts what a run never interrupted does."""

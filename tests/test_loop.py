@@ -298,6 +298,7 @@ def test_a_batch_in_two_parts_learns_what_the_whole_batch_learns(tmp_path):
         assert b["accuracy"] == a["accuracy"]
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_a_cnn_cell_runs_two_op_streams_and_is_reproducible(stage_dir):  # noqa: F811
     """In a fresh process on a CPU of two or more cores, a CNN trains with two op streams of
     half the cores each, every batch in two parts; two such processes predict identically."""

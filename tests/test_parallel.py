@@ -120,6 +120,7 @@ def serial(template, tmp_path_factory):
     return project
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 @pytest.mark.slow
 def test_two_workers_give_what_a_serial_repro_gives(template, serial, tmp_path):
     project = copy_of(template, tmp_path / "project")
@@ -147,6 +148,7 @@ def test_two_workers_give_what_a_serial_repro_gives(template, serial, tmp_path):
     assert results(project) == results(serial)
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 @pytest.mark.slow
 def test_two_machines_push_their_halves_a_third_collects_and_trains_nothing(template, serial, tmp_path):
     origin = copy_of(template, tmp_path / "origin")

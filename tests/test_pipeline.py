@@ -151,6 +151,7 @@ def test_no_stage_but_train_needs_tensorflow(fashion):
     assert probe.stdout.strip() == "False"  # imported lazily, only when a Keras cell trains
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_same_params_same_metrics(fashion):
     project, _ = fashion
     before = json.loads((project / "metrics/doe.json").read_text())
@@ -159,6 +160,7 @@ def test_same_params_same_metrics(fashion):
     assert after == before
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_experiments_change_one_knob_and_add_one_cell(fashion):
     project, _ = fashion
     commit_all(project, "baseline run")
@@ -184,6 +186,7 @@ def test_experiments_change_one_knob_and_add_one_cell(fashion):
     assert params["doe"]["cells"]["dense-1x16"] == {"family": "dense", "layers": 1, "nodes": 16}
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_sign_language_test_only_protocol_answers_the_client(tmp_path):
     """Sparse labels (no 9) and a stray 200, validation drawn from the test file only:
     the stray is quarantined, and outputs, report and statistics speak in original labels."""
@@ -226,6 +229,7 @@ def test_sign_language_test_only_protocol_answers_the_client(tmp_path):
     assert set(sub["Label"]) <= set(letters)  # submissions keep the original labels
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_kfold_protocol_reports_mean_and_sd(tmp_path):
     cells = {"dense-1x32": {"family": "dense", "layers": 1, "nodes": 32, "optimizer": "adam", "learning_rate": 0.003}}
     overrides = tiny_overrides("fashion", cells=cells)
@@ -254,6 +258,7 @@ def test_bad_input_stops_before_work_with_one_line(tmp_path):
     assert not (project / "data/clean").exists()
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_replicates_of_a_full_grid_give_a_two_way_anova(tmp_path):
     """Two replicates (seeds 42 and 43) of a 2 x 2 dense grid, run by dvc: the report's
     two-way ANOVA of layers and nodes over the 8 validation accuracies agrees with one

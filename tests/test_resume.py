@@ -37,6 +37,7 @@ def start_cell() -> subprocess.Popen:
     )
 
 
+@pytest.mark.long  # an end-to-end study of minutes: make test-all, CI
 def test_killed_cell_resumes_where_it_stopped(stage_dir):  # noqa: F811
     p = yaml.safe_load(open("params.yaml"))
     p["doe"]["cells"] = {CELL: {"family": "dense", "layers": 2, "nodes": 64}}

@@ -18,7 +18,8 @@ from mnist_doe.readers.tiny import embedded_digits, write_pair
 
 from project import BIN, dvc, env, make_project, tiny_overrides, untimed
 
-pytestmark = pytest.mark.slow
+# end-to-end studies of minutes: make test-all and CI run them, make test leaves them out
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 CELL = "dense-2x64"
 EPOCHS = 30

@@ -16,7 +16,8 @@ from mnist_doe.readers.tiny import write_pair
 
 from project import BIN, dvc, env, make_project, run, tiny_overrides
 
-pytestmark = pytest.mark.slow
+# end-to-end studies of minutes: make test-all and CI run them, make test leaves them out
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 DESIGN = {
     "train": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.003, "dropout": 0.0,
