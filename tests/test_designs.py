@@ -17,7 +17,7 @@ from mnist_doe.readers.tiny import write_pair
 from project import ROOT, dvc, make_project, run, set_params, tiny_overrides
 
 DESIGNS = sorted((ROOT / "designs").glob("seed-00*.yaml"))
-SECTIONS = {"data", "validate", "split", "budget", "augment", "train", "doe", "report"}
+SECTIONS = {"data", "validate", "split", "budget", "augment", "train", "doe", "refit", "report"}
 
 # what each notebook printed for its networks (model.summary's "Total params")
 PRINTED = {
