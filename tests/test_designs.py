@@ -70,7 +70,7 @@ def test_every_tuning_step_declares_valid_cells(tmp_path):
         for k, step in enumerate(study["steps"], 1):
             cells = tune.step_cells(study["start"], winners, k, step["knob"], step["values"])
             raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-            raw["doe"] = {"cells": cells}
+            raw["doe"], raw["refit"] = {"cells": cells}, tune.no_refit(spec["refit"])
             parsed = params.parse(raw)
             assert len(parsed.cells) == len(step["values"])
             winners[step["knob"]] = step["values"][0]
