@@ -88,9 +88,18 @@ def test_seed_designs_run_end_to_end_on_tiny_data(tmp_path):
         current = yaml.safe_load((project / "params.yaml").read_text())
         cells = {c: {**spec, "epochs": 1} for c, spec in current["doe"]["cells"].items() if c in keep}
         overrides = tiny_overrides(style, cells=cells)
-        set_params(project, {"data": {**current["data"], **overrides["data"]}, "doe": {"cells": cells, "ensemble": 2}})
+        set_params(project, {"data": {**current["data"], **overrides["data"]}, "doe": {"cells": cells, "ensemble": 2},
+                             "refit": {**current["refit"], "epochs": 1}})
         write_pair(project / "data/external", n_train=300, n_test=80, style=style)
         dvc(project, "repro")
         doe = json.loads((project / "metrics/doe.json").read_text())
         assert set(doe["cells"]) == set(keep) and doe["ensemble"]["members"]
         assert (project / "submissions/best.csv").exists()
+        refit = json.loads((project / "models/refit/refit.json").read_text())
+        if name == "seed-004":  # its final CNN trained again on every labelled row, transformed afresh
+            assert (refit["cell"], refit["augment"], refit["rows"], refit["images_per_epoch"]) == (
+                "cnn-final", "fresh", 300, 300)
+            best = (project / "submissions/best.csv").read_bytes()
+            assert best == (project / "submissions/refit.csv").read_bytes()
+        else:
+            assert refit["cell"] is None and not (project / "submissions/refit.csv").exists()
