@@ -17,7 +17,7 @@ from mnist_doe.readers.tiny import write_pair
 from project import ROOT, dvc, make_project, run, set_params, tiny_overrides
 
 DESIGNS = sorted((ROOT / "designs").glob("seed-00*.yaml"))
-SECTIONS = {"data", "validate", "split", "budget", "augment", "train", "doe", "report"}
+SECTIONS = {"data", "validate", "split", "budget", "augment", "train", "doe", "refit", "report"}
 
 # what each notebook printed for its networks (model.summary's "Total params")
 PRINTED = {
@@ -70,7 +70,7 @@ def test_every_tuning_step_declares_valid_cells(tmp_path):
         for k, step in enumerate(study["steps"], 1):
             cells = tune.step_cells(study["start"], winners, k, step["knob"], step["values"])
             raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-            raw["doe"] = {"cells": cells}
+            raw["doe"], raw["refit"] = {"cells": cells}, tune.no_refit(spec["refit"])
             parsed = params.parse(raw)
             assert len(parsed.cells) == len(step["values"])
             winners[step["knob"]] = step["values"][0]
@@ -89,9 +89,18 @@ def test_seed_designs_run_end_to_end_on_tiny_data(tmp_path):
         current = yaml.safe_load((project / "params.yaml").read_text())
         cells = {c: {**spec, "epochs": 1} for c, spec in current["doe"]["cells"].items() if c in keep}
         overrides = tiny_overrides(style, cells=cells)
-        set_params(project, {"data": {**current["data"], **overrides["data"]}, "doe": {"cells": cells, "ensemble": 2}})
+        set_params(project, {"data": {**current["data"], **overrides["data"]}, "doe": {"cells": cells, "ensemble": 2},
+                             "refit": {**current["refit"], "epochs": 1}})
         write_pair(project / "data/external", n_train=300, n_test=80, style=style)
         dvc(project, "repro")
         doe = json.loads((project / "metrics/doe.json").read_text())
         assert set(doe["cells"]) == set(keep) and doe["ensemble"]["members"]
         assert (project / "submissions/best.csv").exists()
+        refit = json.loads((project / "models/refit/refit.json").read_text())
+        if name == "seed-004":  # its final CNN trained again on every labelled row, transformed afresh
+            assert (refit["cell"], refit["augment"], refit["rows"], refit["images_per_epoch"]) == (
+                "cnn-final", "fresh", 300, 300)
+            best = (project / "submissions/best.csv").read_bytes()
+            assert best == (project / "submissions/refit.csv").read_bytes()
+        else:
+            assert refit["cell"] is None and not (project / "submissions/refit.csv").exists()

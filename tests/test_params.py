@@ -28,7 +28,7 @@ def test_repository_params_parse():
 
 def test_unknown_top_level_key():
     assert message(lambda raw: raw.update(trian={})) == (
-        "params.yaml: unknown key 'trian' (known: augment, budget, data, doe, report, split, train, validate)"
+        "params.yaml: unknown key 'trian' (known: augment, budget, data, doe, refit, report, split, train, validate)"
     )
 
 
@@ -199,3 +199,44 @@ def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
     with pytest.raises(ParamsError) as err:
         params.load(path)
     assert str(err.value) == f"{path}: not UTF-8 text (byte 18)"
+
+
+REFIT_CELLS = {"dense-2x32": {"family": "dense", "layers": 2, "nodes": 32},
+               "cnn-1x8": {"family": "cnn", "layers": 1, "nodes": 8}}
+
+
+def with_refit(**refit_section) -> params.Params:
+    raw = copy.deepcopy(DEFAULT_PARAMS)
+    raw["doe"]["cells"] = REFIT_CELLS
+    raw["refit"] = refit_section
+    return params.parse(raw)
+
+
+def refit_refused(**refit_section) -> str:
+    with pytest.raises(params.ParamsError) as err:
+        with_refit(**refit_section)
+    return str(err.value)
+
+
+def test_the_refit_is_off_by_default_and_takes_best_or_a_cell():
+    assert params.parse(copy.deepcopy(DEFAULT_PARAMS)).refit == params.RefitParams(cell="none", epochs="best")
+    assert with_refit(cell="best").refit.cell == "best"
+    assert with_refit(cell="cnn-1x8", epochs=12).refit == params.RefitParams(cell="cnn-1x8", epochs=12)
+
+
+def test_a_bad_refit_key_is_one_line_naming_it():
+    assert refit_refused(cell="cnn-2x8") == (
+        "params.yaml: 'refit.cell' is 'cnn-2x8'; choose none (no refit), best (the best cell) or a cell of "
+        "doe.cells (dense-2x32, cnn-1x8)"
+    )
+    assert refit_refused(cell=None).startswith("params.yaml: 'refit.cell' is ''; choose none")
+    for epochs in (0, "last", True, 2.5, [3]):
+        assert refit_refused(cell="best", epochs=epochs) == (
+            "params.yaml: 'refit.epochs' must be best (the cell's best epoch) or a whole number of epochs >= 1, "
+            f"got {epochs!r}"
+        )
+    assert refit_refused(cell="best", folds=3) == "params.yaml: unknown key 'refit.folds' (known: cell, epochs)"
+    raw = copy.deepcopy(DEFAULT_PARAMS)
+    raw["doe"]["cells"] = {"refit": REFIT_CELLS["cnn-1x8"]}
+    with pytest.raises(params.ParamsError, match=r"^params.yaml: cell name 'refit' is taken: models/refit/"):
+        params.parse(raw)

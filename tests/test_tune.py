@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.long]
 DESIGN = {
     "train": {"epochs": 1, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.003, "dropout": 0.0,
               "patience": 0, "seed": 42},
+    "refit": {"cell": "best", "epochs": "best"},
     "tuning": {
         "start": {"family": "dense", "layers": 1, "nodes": 16},
         "steps": [
@@ -62,6 +63,7 @@ def test_steps_carry_their_winner_and_each_is_an_experiment(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert {c["nodes"] for c in params["doe"]["cells"].values()} == {winner_nodes}
     assert sorted(c["learning_rate"] for c in params["doe"]["cells"].values()) == [0.0001, 0.003]
+    assert params["refit"]["cell"] == "none"  # a step compares cells; it refits none of them
     assert second["winner"] == record["winners"]["learning_rate"]
     shown = dvc(project, "exp", "show", "--no-pager", "--csv").stdout
     assert "oat-step1-nodes" in shown and "oat-step2-learning-rate" in shown

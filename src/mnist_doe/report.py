@@ -251,6 +251,56 @@ def family_table(doe: dict, family: str) -> list[str]:
     return lines
 
 
+def submissions(doe: dict, split: dict, summaries: dict[str, dict], refit: dict | None,
+                refit_test_accuracy: float | None = None) -> list[dict]:
+    """Each file of submissions/: the model that made it, the rows it trained on, its epochs and
+    (test labels known) its test accuracy; best.csv first, then the refit, the ensemble and the
+    cells, best first."""
+    folds = int(split["n_folds"])
+    sizes = sorted({len(split[f"fit_{k}"]) for k in range(folds)})
+    fit = (f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}") + " fit rows"
+    fit += f" in each of {folds} folds" if folds > 1 else ""
+
+    def copies(images: int | None, rows: int) -> str:
+        return f" ({images:,} images an epoch with augmented copies)" if images and images > rows else ""
+
+    cells = {}
+    for name in results.rank({name: m["val_accuracy"] for name, m in doe["cells"].items()}):
+        m, runs = doe["cells"][name], int(doe["cells"][name].get("runs", 1))
+        made_by = f"cell {name}" + (f", its {runs} runs' mean" if runs > 1 else "")
+        cells[name] = {"file": f"{name}.csv", "made_by": made_by, "epochs": str(m["epochs"]),
+                       "trained_on": fit + copies(summaries.get(name, {}).get("train_rows"), sizes[-1]),
+                       "test_accuracy": m.get("test_accuracy")}
+    out = []
+    if refit is not None:
+        trained_on = (f"{refit['rows']:,} labelled rows: {refit['fit_rows']:,} fit + {refit['validation_rows']:,} "
+                      f"validation" + copies(refit["images_per_epoch"], refit["rows"]))
+        best_cell = " (the best cell)" if refit["cell"] == doe["best_cell"] else ""
+        out.append({"file": "refit.csv", "made_by": f"the refit of {refit['cell']}{best_cell}",
+                    "trained_on": trained_on, "epochs": str(refit["epochs"]), "test_accuracy": refit_test_accuracy})
+    if "ensemble" in doe:
+        e = doe["ensemble"]
+        out.append({"file": f"{results.ENSEMBLE}.csv", "made_by": f"the mean of {', '.join(e['members'])}",
+                    "trained_on": f"{fit}, each member",
+                    "epochs": ", ".join(str(doe["cells"][c]["epochs"]) for c in e["members"]),
+                    "test_accuracy": e.get("test_accuracy")})
+    out += cells.values()
+    source = out[0] if refit is not None else cells[doe["best_cell"]]
+    best = {**source, "file": "best.csv", "made_by": f"a copy of {source['file']}: {source['made_by']}"}
+    return [best, *out]
+
+
+def submissions_table(rows: list[dict], has_test: bool) -> list[str]:
+    head = ["file", "made by", "trained on", "epochs"] + (["test acc"] if has_test else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        row = [f"`{r['file']}`", r["made_by"], r["trained_on"], r["epochs"]]
+        if has_test:
+            row.append("-" if r["test_accuracy"] is None else _acc(r["test_accuracy"]))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def _confusion_words(pair: dict | None) -> str:
     if not pair:
         return "none (no errors)"
@@ -259,7 +309,8 @@ def _confusion_words(pair: dict | None) -> str:
 
 def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict | None,
              anova: dict | None, anova_reasons: dict[str, str], heatmaps: dict[str, Path],
-             per_class: dict[str, dict] | None = None, design: tuple | None = None) -> str:
+             per_class: dict[str, dict] | None = None, design: tuple | None = None,
+             submitted: tuple[list[dict], dict | None] | None = None) -> str:
     per_class = per_class or {}
     best = doe["best_cell"]
     a = answers[best]
@@ -273,6 +324,21 @@ def markdown(doe: dict, set_name: str, answers: dict[str, dict], mcnemar: dict |
             "The test labels are unknown, so the validation set that chose the best cell also judges it: "
             "its accuracy is optimistic."
         )
+
+    if submitted is not None:
+        rows, refit = submitted
+        lines += ["", "## Submissions", ""]
+        if refit is None:
+            lines.append("`submissions/best.csv` is the best cell's, trained on its fit rows only "
+                         "(params.yaml `refit.cell: best` trains it again on every labelled row for the submission).")
+        else:
+            n = refit["epochs"]
+            how = (refit["epochs_rule"] if refit["family"] == "logreg" else
+                   f"for {n} epoch{'s' if n != 1 else ''} ({refit['epochs_rule']})")
+            lines.append(f"`submissions/best.csv` is the refit of {refit['cell']}: the cell trained again with its "
+                         f"knobs and seed on every labelled row ({refit['rows']:,}), without early stopping, {how}. "
+                         "With no rows left out it has no validation accuracy of its own.")
+        lines += ["", *submissions_table(rows, doe["test_labels_known"])]
 
     lines += ["", "## Results per family"]
     for family in families(doe):
@@ -384,9 +450,10 @@ def main() -> None:
 
     split, y_true = results.scored_split(truth)
     set_name = "test" if split == "test" else "validation"
-    predicted = {}
+    predicted, summaries = {}, {}
     for cell in cells:
-        proba = results.load_predictions(cell)[1][split]
+        summaries[cell], probas = results.load_predictions(cell)
+        proba = probas[split]
         if len(proba) != len(y_true):
             raise DataError(
                 f"{paths.PREDICTIONS_DIR / (cell + '.npz')}: '{split}' holds {plural(len(proba), 'row')}, "
@@ -446,6 +513,15 @@ def main() -> None:
     if mcnemar:
         metrics["mcnemar"] = mcnemar
     metrics["cells"] = {cell: cell_stats(answers[cell]) for cell in cells}
+    refit = results.refit_record(params.load().refit, best)
+    refit_accuracy = None
+    if refit is not None:
+        known = truth.y_test >= 0
+        hits = results.refit_test_proba(truth).argmax(1)[known] == truth.y_test[known]
+        refit_accuracy = round(float(hits.mean()), 6) if known.any() else None
+        metrics["refit"] = {"cell": refit["cell"], "rows": refit["rows"], "epochs": refit["epochs"],
+                            **({"test_accuracy": refit_accuracy} if refit_accuracy is not None else {})}
+    submitted = submissions(doe, files.load_npz(paths.SPLIT), summaries, refit, refit_accuracy)
     per_class = stats.per_class_scores(y_true, predicted[best], truth.names)
     metrics["best_per_class"] = per_class
     metrics["factors"] = effects
@@ -453,7 +529,7 @@ def main() -> None:
         metrics["anova"] = anova
     files.write_json(STATS_METRICS, metrics)
     files.write_text(REPORT, markdown(doe, set_name, answers, mcnemar, anova, anova_reasons, heatmaps, per_class,
-                                      (effects, factor_plots)))
+                                      (effects, factor_plots), (submitted, refit)))
 
     a = answers[best]
     print(f"report: best {best} on the {set_name} set: overall {a['overall']:.4f}, worst class "

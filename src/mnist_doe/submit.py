@@ -1,6 +1,8 @@
 """submit stage: one Kaggle submission CSV per cell, labels mapped back to their original values,
 submissions/best.csv, a copy of the best cell's, and submissions/ensemble.csv, the average of
-the best `doe.ensemble` cells' probabilities, when that is 2 or more.
+the best `doe.ensemble` cells' probabilities, when that is 2 or more. With `refit.cell` set,
+submissions/refit.csv from the model the refit stage trained on every labelled row, and
+best.csv is a copy of that one instead.
 
 Each submission follows the submission format validate passes on (data/clean/submission.json):
 the sample submission's column names and ImageIds when one was given, else the test file's
@@ -8,8 +10,8 @@ ImageId column, else `ImageId,Label` with ImageId 1..N in test-file order.
 
 The best cell is the one evaluate names best_cell in metrics/doe.json: the highest mean
 validation accuracy (rounded to 6 digits, as evaluate rounds it), a tie going to the name
-first in alphabetical order. This stage does not wait for evaluate (its inputs are the
-predictions), so it ranks the cells from their prediction summaries itself.
+first in alphabetical order. This stage ranks the cells from their prediction summaries
+itself, by that rule.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .common.words import plural
 from .validate import SUBMISSION_FORMAT
 
 BEST = "best"
+REFIT = "refit"
 
 
 def submission(truth: results.Truth, test_proba: np.ndarray, fmt: dict | None = None) -> pd.DataFrame:
@@ -46,6 +49,7 @@ def best_cell(summaries: dict[str, dict]) -> str:
 
 
 def main() -> None:
+    p = params.load()
     truth = results.load_truth()
     cells = results.declared_cells()
     for reserved, holds in ((BEST, "the best cell's"), (results.ENSEMBLE, "the ensemble's")):
@@ -63,18 +67,25 @@ def main() -> None:
         with files.atomic_path(paths.SUBMISSIONS_DIR / f"{cell}.csv") as tmp:
             frames[cell].to_csv(tmp, index=False)
     best = best_cell(summaries)
+    refit = results.refit_record(p.refit, best)
+    if refit is not None:
+        frames[REFIT] = submission(truth, results.refit_test_proba(truth), fmt)
+        with files.atomic_path(paths.SUBMISSIONS_DIR / f"{REFIT}.csv") as tmp:
+            frames[REFIT].to_csv(tmp, index=False)
     with files.atomic_path(paths.SUBMISSIONS_DIR / f"{BEST}.csv") as tmp:
-        frames[best].to_csv(tmp, index=False)
-    members = results.ensemble_members(summaries, params.load().ensemble)
+        frames[best if refit is None else REFIT].to_csv(tmp, index=False)
+    members = results.ensemble_members(summaries, p.ensemble)
     if members:
         ensemble = submission(truth, results.ensemble_proba(probas, members)["test"], fmt)
         with files.atomic_path(paths.SUBMISSIONS_DIR / f"{results.ENSEMBLE}.csv") as tmp:
             ensemble.to_csv(tmp, index=False)
         print(f"submit: {results.ENSEMBLE}.csv averages {', '.join(members)}")
-    print(
-        f"submit: {plural(len(cells), 'submission')} in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {best} "
-        f"(validation accuracy {summaries[best]['val_accuracy_mean']:.4f})"
-    )
+    if refit is None:
+        made = f"{best} (validation accuracy {summaries[best]['val_accuracy_mean']:.4f})"
+    else:
+        made = (f"{REFIT}.csv, the refit of {refit['cell']} on {plural(refit['rows'], 'labelled row', grouped=True)} "
+                f"({plural(refit['epochs'], 'epoch')})")
+    print(f"submit: {plural(len(cells), 'submission')} in {paths.SUBMISSIONS_DIR}/; {BEST}.csv is {made}")
 
 
 if __name__ == "__main__":

@@ -200,8 +200,11 @@ class RunLog:
             files.write_text(self.copies / curve.name, curve.read_text())
 
 
-def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path) -> tuple:
-    """Fit a Keras family on uint8 images; returns (model, predict function, epochs run).
+def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path, learning_rate=None) -> tuple:
+    """Fit a Keras family on uint8 images; returns (model, predict function, epochs run, each
+    epoch's seconds). Without `x_val` in `data` (a refit on every labelled row) it trains with
+    no validation (early stopping and the plateau rule off); `learning_rate(epoch, current)`
+    replaces the schedule the cell's knobs give (`callbacks.rate_schedule`).
 
     On a CPU, ops run deterministically, so the same seed gives the same model, and the cores
     run two streams of ops (`hardware.cpu_plan`); several GPUs share every batch.
@@ -271,13 +274,14 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
         [cell.family, cell.layers, cell.nodes, dataclasses.asdict(t), list(data["x_fit"].shape), n_classes,
          arrays_digest(data), code_version()]
     )
+    validation = (data["x_val"], data["y_val"]) if "x_val" in data else None
     if t.engine == "keras":
         from .engine import keras_fit
 
         print("train: engine keras (model.fit with Keras' callbacks)", flush=True)
         epochs_run, epoch_seconds = keras_fit.fit(
-            model, (data["x_fit"], data["y_fit"]), (data["x_val"], data["y_val"]), t,
-            backup=backup / "keras", fingerprint=fingerprint, log=log, rewind=live.rewind, fresh=data.get("fresh"),
+            model, (data["x_fit"], data["y_fit"]), validation, t, backup=backup / "keras", fingerprint=fingerprint,
+            log=log, rewind=live.rewind, fresh=data.get("fresh"), learning_rate=learning_rate,
         )
         LAPS.lap("fit")
         LAPS.move("fit", "epochs", sum(epoch_seconds))
@@ -285,10 +289,10 @@ def fit_keras(cell: params.Cell, data: dict, n_classes: int, live, backup: Path)
     print("train: engine fast (one graph call per epoch)", flush=True)
     epochs_run = trainer.fit(
         (data["x_fit"], data["y_fit"]),
-        (data["x_val"], data["y_val"]),
+        validation,
         epochs=t.epochs,
         seed=t.seed,
-        learning_rate=rate_schedule(t),
+        learning_rate=learning_rate or rate_schedule(t),
         stopping=stopping_for(t),
         plateau=plateau_for(t),
         fresh=data.get("fresh"),
@@ -327,7 +331,9 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     logged step. mlp: one `partial_fit` pass over the rows per epoch (`mlp_options`); with
     `patience` > 0 it stops when `monitor` (val_loss or val_accuracy) has not improved by
     more than `min_delta` for `patience` epochs, and with `restore_best_weights` ends with
-    the best epoch's weights, stopped early or not, as the Keras families do. Each step logs loss, accuracy, val_loss and val_accuracy."""
+    the best epoch's weights, stopped early or not, as the Keras families do. Each step logs
+    loss, accuracy, val_loss and val_accuracy; without `x_val` in `data` (a refit on every
+    labelled row), loss and accuracy only, and no early stopping."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
 
@@ -335,7 +341,9 @@ def fit_baseline(cell: params.Cell, data: dict, live) -> tuple:
     t = cell.train
     x = data["x_fit"].astype(np.float32) / 255
     y = data["y_fit"]
-    x_val, y_val = data["x_val"].astype(np.float32) / 255, data["y_val"]
+    x_val, y_val = (data["x_val"].astype(np.float32) / 255, data["y_val"]) if "x_val" in data else (None, None)
+    if x_val is None and t.patience:
+        raise ValueError("early stopping watches validation rows, and none are given")
     classes = np.unique(y)
     epoch_seconds = []
     began = time.perf_counter()
@@ -388,8 +396,9 @@ def _cross_entropy(model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _log_baseline_epoch(live, model, x, y, x_val, y_val, loss: float) -> dict[str, float]:
-    metrics = {"loss": loss, "accuracy": float(model.score(x, y)),
-               "val_loss": _cross_entropy(model, x_val, y_val), "val_accuracy": float(model.score(x_val, y_val))}
+    metrics = {"loss": loss, "accuracy": float(model.score(x, y))}
+    if x_val is not None:
+        metrics.update(val_loss=_cross_entropy(model, x_val, y_val), val_accuracy=float(model.score(x_val, y_val)))
     for name, value in metrics.items():
         live.log_metric(name, value)
     live.next_step()

@@ -88,12 +88,18 @@ def _dvc(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, PROGRESS_ENV: "0"})
 
 
+def no_refit(section: dict | None) -> dict:
+    """The refit section with the refit off: a step compares cells on validation and submits
+    nothing, and the cell a design refits is not among a step's cells."""
+    return {**(section or {}), "cell": params.REFIT_OFF}
+
+
 def run_step(name: str, cells: dict[str, dict]) -> dict:
     """Declare `cells`, run them as the DVC experiment `name`; their rows of metrics/doe.json."""
     params_path = Path(params.PARAMS_FILE)
     current = yaml.safe_load(params_path.read_text())
     doe = {**current.get("doe", {}), "cells": cells, "ensemble": 0}
-    text = design_module.apply(params_path.read_text(), {"doe": doe})
+    text = design_module.apply(params_path.read_text(), {"doe": doe, "refit": no_refit(current.get("refit"))})
     params.parse(yaml.safe_load(text))
     files.write_text(params_path, text)
     _dvc("exp", "remove", name)  # an experiment of this name left by a run that died before its record
@@ -179,7 +185,8 @@ def tune_study(design_path: Path, design: dict, study: str, spec: dict, stop_aft
     if sections:
         params_path = Path(params.PARAMS_FILE)
         first_cells = step_cells(spec["start"], {}, 1, spec["steps"][0]["knob"], spec["steps"][0]["values"])
-        sections = {**sections, "doe": {**sections.get("doe", {}), "cells": first_cells}}
+        sections = {**sections, "doe": {**sections.get("doe", {}), "cells": first_cells},
+                    "refit": no_refit(sections.get("refit"))}
         text = design_module.apply(params_path.read_text(), sections)
         params.parse(yaml.safe_load(text))
         files.write_text(params_path, text)

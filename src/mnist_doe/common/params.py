@@ -219,6 +219,21 @@ class TrainParams:
     engine: str = "fast"
 
 
+REFIT_OFF, REFIT_BEST = "none", "best"  # refit.cell: no refit; evaluate's best cell
+# names a cell may not have: the refit's outputs are models/refit/ and submissions/refit.csv
+RESERVED_CELL_NAMES = ("refit",)
+
+
+@dataclass(frozen=True)
+class RefitParams:
+    """After the cells are compared, one cell trained again on every labelled row (its fit
+    and validation rows), for `epochs`, and submitted (the refit stage)."""
+
+    cell: str = REFIT_OFF  # none, best or a cell's name
+    # best: the cell's best epoch by its `monitor` in its validation run; or a whole number
+    epochs: Any = field(default=REFIT_BEST, metadata={"kind": object})
+
+
 @dataclass(frozen=True)
 class ReportParams:
     target_overall: float = 0.96
@@ -299,6 +314,7 @@ class Params:
     report: ReportParams = field(default_factory=ReportParams)
     budget: BudgetParams = field(default_factory=BudgetParams)
     ensemble: int = 0  # doe.ensemble: the best k cells' probabilities averaged (all, when fewer; 0: none)
+    refit: RefitParams = field(default_factory=RefitParams)
 
     @property
     def runs_per_cell(self) -> int:
@@ -634,7 +650,7 @@ def cell(name: str, raw: Any, shared: TrainParams | None = None) -> Cell:
 def parse(raw: Any) -> Params:
     """Check a params mapping and return its typed form."""
     _require(isinstance(raw, dict), "top level must be a mapping")
-    sections = {"data", "validate", "split", "augment", "train", "doe", "report", "budget"}
+    sections = {"data", "validate", "split", "augment", "train", "doe", "report", "budget", "refit"}
     unknown = sorted(set(raw) - sections)
     _require(not unknown, f"unknown key '{unknown[0] if unknown else ''}' (known: {', '.join(sorted(sections))})")
 
@@ -701,14 +717,28 @@ def parse(raw: Any) -> Params:
     cells_raw = doe.get("cells")
     _require(isinstance(cells_raw, dict) and cells_raw, "'doe.cells' is empty: declare at least one design cell")
     cells = {str(name): _cell(name, spec, train) for name, spec in cells_raw.items()}
+    taken = [name for name in cells if name in RESERVED_CELL_NAMES]
+    _require(not taken, f"cell name {taken[0] if taken else ''!r} is taken: models/refit/ and submissions/refit.csv "
+             "hold the refit's model and submission; rename the cell")
     ensemble = doe.get("ensemble", 0)
     _require(
         type(ensemble) is int and (ensemble == 0 or ensemble >= 2),
         f"'doe.ensemble' must be 0 (none) or a whole number of cells, 2 or more, got {ensemble!r}",
     )
+    refit = _typed("refit", RefitParams, raw.get("refit"))
+    _require(
+        refit.cell in (REFIT_OFF, REFIT_BEST) or refit.cell in cells,
+        f"'refit.cell' is {refit.cell!r}; choose {REFIT_OFF} (no refit), {REFIT_BEST} (the best cell) or a cell "
+        f"of doe.cells ({', '.join(cells)})",
+    )
+    _require(
+        refit.epochs == REFIT_BEST or type(refit.epochs) is int and refit.epochs >= 1,
+        f"'refit.epochs' must be {REFIT_BEST} (the cell's best epoch) or a whole number of epochs >= 1, "
+        f"got {refit.epochs!r}",
+    )
     result = Params(
         data=data, validate=validate, split=split, augment=augment, train=train, cells=cells,
-        report=report, budget=budget, ensemble=ensemble,
+        report=report, budget=budget, ensemble=ensemble, refit=refit,
     )
     runs = len(cells) * result.runs_per_cell
     _require(

@@ -33,5 +33,11 @@ CURVES_DIR = Path("plots/curves")
 CONFUSION_DIR = Path("plots/confusion")
 SUBMISSIONS_DIR = Path("submissions")
 
+# the refit for the submission: which cell, for how many epochs; then its model and predictions
+REFIT_PLAN = Path("data/refit_plan.json")
+REFIT_DIR = MODELS_DIR / "refit"
+REFIT_RECORD = REFIT_DIR / "refit.json"
+REFIT_PREDICTIONS = REFIT_DIR / "predictions.npz"
+
 # machine-dependent (timings): written beside the results, tracked by neither git nor DVC
 TIMINGS_DIR = Path("timings")

@@ -116,3 +116,26 @@ def ensemble_proba(probas: dict[str, dict[str, np.ndarray]], members: list[str])
     """The members' class probabilities averaged, on the validation rows and the test file."""
     return {split: np.mean([probas[cell][split] for cell in members], axis=0).astype(np.float32)
             for split in ("val", "test")}
+
+
+def refit_record(refit: params.RefitParams, best: str) -> dict | None:
+    """The refit stage's record (models/refit/refit.json) when `refit` turns it on, None when
+    off: one of the cell `refit.cell` names (for `best`, of the cell `best`), else an error
+    saying what to rerun."""
+    if refit.cell == params.REFIT_OFF:
+        return None
+    record = files.read_json(paths.REFIT_RECORD) if paths.REFIT_RECORD.exists() else {}
+    expected = best if refit.cell == params.REFIT_BEST else refit.cell
+    if record.get("cell") != expected:
+        made = f"the refit of {record['cell']}" if record.get("cell") else "no refit"
+        raise DataError(f"{paths.REFIT_RECORD}: {made}, and refit.cell asks for {expected}; run `dvc repro refit`")
+    return record
+
+
+def refit_test_proba(truth: Truth) -> np.ndarray:
+    """The refit model's class probabilities for every row of the test file."""
+    test = files.load_npz(paths.REFIT_PREDICTIONS)["test"]
+    if len(test) != len(truth.y_test):
+        raise DataError(f"{paths.REFIT_PREDICTIONS}: {len(test)} test predictions for {len(truth.y_test)} test rows; "
+                        "run `dvc repro refit`")
+    return test

@@ -106,7 +106,8 @@ class _Epochs(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.began
         self.seconds.append(seconds)
         logs = logs or {}
-        metrics = {name: float(logs[name]) for name in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        # no val_* without validation rows (a refit on every labelled row)
+        metrics = {name: float(logs[name]) for name in ("loss", "accuracy", "val_loss", "val_accuracy") if name in logs}
         metrics["learning_rate"] = self.rate
         print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
         print(f"{seconds:.1f}s - " + " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
@@ -206,7 +207,7 @@ def _put_matching_files_in_place(folder: Path, epochs: int, digest: str) -> str 
 def fit(
     model: keras.Model,
     data: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
     t,
     *,
     backup: Path,
@@ -214,11 +215,16 @@ def fit(
     log: Callable[[dict[str, float]], None],
     rewind: Callable[[int], None] = lambda epochs: None,
     fresh: dict | None = None,
+    learning_rate: Callable[[int, float], float] | None = None,
 ) -> tuple[int, list[float]]:
     """Train a compiled `model` with `model.fit` and the callbacks above for the `train` knobs
     `t` (epochs, batch_size, seed, schedule, early stopping and plateau keys); returns (epochs
     trained in all, the seconds of each epoch this call trained). `backup` is the run's folder
-    for BackupAndRestore and the state beside it; `fresh`, the settings of `augment.mode: fresh`."""
+    for BackupAndRestore and the state beside it; `fresh`, the settings of `augment.mode: fresh`;
+    `learning_rate`, a schedule in place of the one `t` gives (`callbacks.rate_schedule`).
+    `validation` None trains without validation rows (early stopping and plateau off)."""
+    if validation is None and (t.patience or t.plateau_patience):
+        raise ValueError("early stopping and the plateau rule watch validation rows, and none are given")
     x, y = data
     saved = read_backup(backup, fingerprint)
     start = int(saved["state"]["epochs_done"]) if saved else 0
@@ -227,7 +233,7 @@ def fit(
     batches = EpochBatches(x, y, t.batch_size, t.seed, fresh)
     epochs = _Epochs(batches, t.epochs, log)
     stopping = plateau = None
-    callbacks = [keras.callbacks.LearningRateScheduler(rules.rate_schedule(t)), epochs]
+    callbacks = [keras.callbacks.LearningRateScheduler(learning_rate or rules.rate_schedule(t)), epochs]
     if t.patience:
         stopping = keras.callbacks.EarlyStopping(
             monitor=t.monitor, min_delta=t.min_delta, patience=t.patience,

@@ -306,7 +306,7 @@ class Trainer:
     def fit(
         self,
         data: tuple[np.ndarray, np.ndarray],
-        validation: tuple[np.ndarray, np.ndarray],
+        validation: tuple[np.ndarray, np.ndarray] | None,
         *,
         epochs: int,
         seed: int,
@@ -332,6 +332,9 @@ class Trainer:
         anew every epoch inside the graph, with the maps `fresh.epoch_transforms` draws from
         (the augment seed, `seed`, epoch).
 
+        `validation` None (a refit on every labelled row) logs no val_loss or val_accuracy;
+        early stopping and the plateau rule, which watch them, must then be off.
+
         `rewind` learns, before the first epoch, how many epochs the backup holds (0 without
         one), so the log can drop what it logged beyond them.
 
@@ -351,6 +354,8 @@ class Trainer:
         side = int(round(x.shape[-1] ** 0.5))
         stopping = stopping if stopping is not None else Stopping(patience)
         plateau = plateau if plateau is not None else Plateau(0)
+        if validation is None and (stopping.patience or plateau.patience):
+            raise ValueError("early stopping and the plateau rule watch validation rows, and none are given")
         start = self.load_backup(backup, fingerprint, stopping, plateau)
         rewind(start)
         epoch = start - 1
@@ -360,16 +365,17 @@ class Trainer:
             began = time.perf_counter()
             maps = tf.constant(epoch_transforms(len(x), side, fresh, seed, epoch)) if fresh else none
             loss, accuracy = (float(v) for v in train_epoch(tf.constant(epoch_order(len(x), seed, epoch)), maps))
-            val_loss, val_accuracy = self.evaluate(*validation)
+            metrics = {"loss": loss, "accuracy": accuracy}
+            if validation is not None:
+                metrics["val_loss"], metrics["val_accuracy"] = self.evaluate(*validation)
+            metrics["learning_rate"] = rate
             seconds = time.perf_counter() - began
             self.epoch_seconds.append(seconds)
-            metrics = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss,
-                       "val_accuracy": val_accuracy, "learning_rate": rate}
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
             print(f"{seconds:.1f}s - " + " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
             log(metrics)
-            stop = stopping.update(epoch, metrics[stopping.monitor], self.weights)
-            reduced = plateau.update(metrics[plateau.monitor], self.current_rate())
+            stop = stopping.update(epoch, metrics.get(stopping.monitor), self.weights)
+            reduced = plateau.update(metrics.get(plateau.monitor), self.current_rate())
             if reduced is not None:
                 self.optimizer.learning_rate = reduced
                 print(f"Epoch {epoch + 1}: {plateau.monitor} on a plateau, learning rate reduced to {reduced:.4g}",
