@@ -40,6 +40,7 @@ import numpy as np
 from . import augment, train
 from .common import files, params, paths
 from .common.errors import DataError, run_stage
+from .common.words import plural
 
 BASELINES = ("logreg", "mlp")
 BACKUP = train.BACKUP_DIR / "refit"  # no cell has this name (params.RESERVED_CELL_NAMES)
@@ -85,7 +86,7 @@ def epochs_words(chosen: dict) -> str:
     """How long the refit trains, in words (a logreg's epochs are its limit of iterations)."""
     if chosen["knobs"]["family"] == "logreg":
         return chosen["epochs_rule"]
-    return f"{train._epochs(chosen['epochs'])}: {chosen['epochs_rule']}"
+    return f"{plural(chosen['epochs'], 'epoch')}: {chosen['epochs_rule']}"
 
 
 def plan(p: params.Params) -> dict:
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     if record["cell"] is None:
         print(f"refit: {OFF}")
     else:
-        print(f"refit: {record['cell']} trained {train._epochs(record['epochs'])} on {record['rows']:,} rows; "
+        print(f"refit: {record['cell']} trained {plural(record['epochs'], 'epoch')} on "
+              f"{plural(record['rows'], 'row', grouped=True)}; "
               f"written to {paths.REFIT_DIR}/")
 
 
