@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CELLS, machine, seed_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore", "src"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore", "src", "data/external"]
 GOAL_SECONDS = 5.0  # the goal for ours' fixed cost on a 2-core machine
 
 
@@ -161,8 +161,10 @@ def summarize(runs: dict) -> dict:
     for cell, r in runs.items():
         phases = sorted({name for o in r["ours"] for name in o["process"]}, key=list(r["ours"][0]["process"]).index)
         ours_phases = {name: med([o["process"].get(name, 0.0) for o in r["ours"]]) for name in phases}
-        first = [n["startup"] + n["import"] + n["models"][0]["build"] + n["models"][0]["trace"] for n in r["notebook"]]
-        later = [n["models"][1]["build"] + n["models"][1]["trace"] for n in r["notebook"]]
+        # a first epoch faster than the median later one (the notebook way's epochs vary) counts no tracing
+        first = [n["startup"] + n["import"] + n["models"][0]["build"] + max(0.0, n["models"][0]["trace"])
+                 for n in r["notebook"]]
+        later = [n["models"][1]["build"] + max(0.0, n["models"][1]["trace"]) for n in r["notebook"]]
         cells[cell] = {
             "ours_phases": ours_phases,
             "ours_fixed_seconds": med([o["fixed_seconds"] for o in r["ours"]]),
@@ -200,6 +202,10 @@ PHASE_WORDS = {
 }
 
 
+def traced(seconds: float) -> str:
+    return f"{seconds:.2f}" if seconds >= 0 else f"0 (first epoch {-seconds:.2f} s faster than the median)"
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -230,9 +236,9 @@ def markdown(report: dict) -> str:
             f"| Python's start | {n['startup']:.2f} |",
             f"| importing TensorFlow and Keras (once per kernel) | {n['import']:.2f} |",
             f"| building and compiling the first model | {n['build_first']:.2f} |",
-            f"| tracing: its first epoch less a later one | {n['trace_first']:.2f} |",
+            f"| tracing: its first epoch less the median later one | {traced(n['trace_first'])} |",
             f"| building and compiling the next model, same kernel | {n['build_next']:.2f} |",
-            f"| tracing the next model | {n['trace_next']:.2f} |",
+            f"| tracing the next model | {traced(n['trace_next'])} |",
             f"| its epochs | {n['epochs_seconds']:.2f} |",
             "",
             f"Fixed cost of the notebook's first model {c['notebook_fixed_first_seconds']:.2f} s, of each "
@@ -251,10 +257,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per fit (>= 2)")
     parser.add_argument("--cells", default="dense-5x200,cnn-2x28", help="comma-separated, from bench_train's cells")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--report", type=Path, metavar="JSON", help="write startup.md again from a startup.json")
     parser.add_argument("--worker", nargs=2, metavar=("CELL", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(notebook_worker(args.worker[0], Path(args.worker[1]), args.epochs)))
+        return
+    if args.report:
+        report = json.loads(args.report.read_text())
+        report["cells"] = summarize(report["runs"])
+        args.report.write_text(json.dumps(report, indent=1) + "\n")
+        args.report.with_suffix(".md").write_text(markdown(report))
         return
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the notebook's tracing is its first epoch less a later one)")
