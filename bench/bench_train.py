@@ -214,7 +214,7 @@ def fit_ours(spec: dict, data: dict, epochs: int, seed: int, mixed_precision: bo
         data = {**data, "fresh": augment.fresh_settings(params.AugmentParams(mode="fresh"))}
 
     knobs = {k: spec[k] for k in ("optimizer", "learning_rate", "dropout", "batch_size")}
-    shared = params.TrainParams(epochs=epochs, seed=seed, mixed_precision=mixed_precision, patience=0)
+    shared = params.TrainParams(epochs=epochs, seed=seed, mixed_precision=mixed_precision)
     # the cell as params.yaml would declare it, checked and resolved as the train stage's are
     cell = params.cell("bench", {"family": spec["family"], "layers": spec["layers"], "nodes": spec["nodes"],
                                  **knobs, **spec.get("net", {})}, shared)
