@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import yaml
 
 from mnist_doe.readers.tiny import write_pair
 
-from project import TINY_CELLS, dvc, make_project, run, tiny_overrides
+from project import ROOT, TINY_CELLS, dvc, make_project, run, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +90,67 @@ def test_repro_writes_every_output(fashion):
     # copies: 1 per recipe, three recipes: 4x the training split, validation untouched
     assert len(augmented["y"]) == 4 * len(split["train"])
     assert len(split["val_0"]) == 80 and int(split["n_folds"]) == 1
+
+
+def test_the_seed_table_sets_the_run_beside_the_notebooks_numbers(fashion, tmp_path):
+    """bench/seed_tables.py on the run: one row per cell with ours from metrics/doe.json, the
+    notebook's from bench/notebooks.yaml, the difference in points; a run of another design
+    is refused in one line."""
+    project, _ = fashion
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    design = {k: params[k] for k in ("data", "split", "augment", "train", "doe")}
+    design_file = tmp_path / "seed-002.yaml"  # the notebook entry of seed 002, by cell name
+    design_file.write_text(yaml.safe_dump(design))
+    notebook = yaml.safe_load((ROOT / "bench/notebooks.yaml").read_text())["seed-002"]["models"]
+    cells = list(TINY_CELLS)
+    renamed = {"model-0": design["doe"]["cells"][cells[0]], "model-a": design["doe"]["cells"][cells[1]]}
+    doe = json.loads((project / "metrics/doe.json").read_text())
+
+    out = tmp_path / "tables"
+    done = run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(project),
+               "--out", str(out), "--wall-seconds", "61")
+    assert f"wrote {out / 'seed-002.md'}" in done.stdout
+    report = json.loads((out / "seed-002.json").read_text())
+    assert [r["cell"] for r in report["rows"]] == list(doe["cells"])
+    for row in report["rows"]:
+        ours = doe["cells"][row["cell"]]
+        assert row["test_accuracy"] == ours["test_accuracy"] and row["val_accuracy"] == ours["val_accuracy"]
+        assert row["notebook_test_accuracy"] is None  # no notebook model of these names
+    assert report["run"]["fit_rows"] + report["run"]["val_rows"] == 400 and report["run"]["test_rows"] == 100
+    table = (out / "seed-002.md").read_text()
+    assert "took 1.0 min (61 s)" in table and f"best cell {doe['best_cell']}" in table
+
+    # the same run under the notebook's model names: its numbers beside ours, the points between
+    design["doe"]["cells"] = renamed
+    design_file.write_text(yaml.safe_dump(design))
+    renamed_params = {**params, "doe": {**params["doe"], "cells": renamed}}
+    copy = tmp_path / "renamed"
+    (copy / "metrics").mkdir(parents=True)
+    (copy / "timings").mkdir()
+    (copy / "params.yaml").write_text(yaml.safe_dump(renamed_params))
+    for name in ("validate.json",):
+        (copy / "metrics" / name).write_text((project / "metrics" / name).read_text())
+    doe_renamed = {**doe, "cells": {"model-0": doe["cells"][cells[0]], "model-a": doe["cells"][cells[1]]}}
+    (copy / "metrics/doe.json").write_text(json.dumps(doe_renamed))
+    timings = json.loads((project / "timings/doe.json").read_text())
+    (copy / "timings/doe.json").write_text(json.dumps({"model-0": timings[cells[0]], "model-a": timings[cells[1]]}))
+    for name in ("data/split/indices.npz", "data/clean/test.npz"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes((project / name).read_bytes())
+    run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(copy), "--out", str(out))
+    rows = {r["cell"]: r for r in json.loads((out / "seed-002.json").read_text())["rows"]}
+    for cell in ("model-0", "model-a"):
+        want = round(100 * (doe_renamed["cells"][cell]["test_accuracy"] - notebook[cell]["test_accuracy"]), 2)
+        assert rows[cell]["notebook_test_accuracy"] == notebook[cell]["test_accuracy"]
+        assert rows[cell]["test_points"] == pytest.approx(want, abs=0.01)
+        assert f"| {cell} | {notebook[cell]['model']} | {notebook[cell]['val_accuracy']:.4f} |" in (out / "seed-002.md").read_text()
+    # tiny runs are far below the notebook's: each listed as more than one point below
+    assert "More than 1 point below the notebook's test accuracy: model-0 (" in (out / "seed-002.md").read_text()
+
+    # a run of other cells than the design's: one line, exit 2
+    refused = run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(project), check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("seed_tables: error: params.yaml: doe.cells are not ")
 
 
 def test_the_ensemble_is_scored_and_submitted_like_a_cell(fashion):
