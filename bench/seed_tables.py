@@ -1,7 +1,7 @@
 """A design's run set beside its source notebook's numbers: one table of every model.
 
     python -m mnist_doe.design designs/seed-002.yaml
-    python bench/seed_tables.py designs/seed-002.yaml --repro [--out bench/results/MACHINE/seeds]
+    python bench/seed_tables.py designs/seed-002.yaml --repro --out bench/results/MACHINE/seeds
 
 `--repro` runs `dvc repro` in the project (the current folder, or --project) and times it;
 without it the table is written from the outputs of the run already there (give its wall
@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project", type=Path, default=Path("."), help="the project that ran it (default: .)")
     parser.add_argument("--repro", action="store_true", help="run `dvc repro` there first and time it")
     parser.add_argument("--wall-seconds", type=float, help="the measured wall time of the run already there")
-    parser.add_argument("--out", type=Path, help="folder for the tables (default: bench/results/<machine>/seeds)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "seeds",
+                        help="folder for the tables (committed ones: bench/results/<machine>/seeds)")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="the notebooks' numbers (default: %(default)s)")
     args = parser.parse_args(argv)
 
     design = yaml.safe_load(args.design.read_text())
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     timings = read_json(project / "timings/doe.json")
     validate = read_json(project / "metrics/validate.json")
     stem = args.design.stem
-    notebook = (yaml.safe_load(NOTEBOOKS.read_text()) or {}).get(stem, {})
+    notebook = (yaml.safe_load(args.notebooks.read_text()) or {}).get(stem, {})
     import numpy as np
 
     indices = np.load(project / "data/split/indices.npz")
@@ -202,20 +204,11 @@ def main(argv: list[str] | None = None) -> None:
                                                        "test_accuracy", "test_accuracy_ci95", "test_loss")}
         if ensemble else None,
     }
-    out = args.out or HERE / "results" / machine_folder(report["machine"]) / "seeds"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown(report))
     print(f"seed_tables: wrote {out / (stem + '.md')} and .json ({len(report['rows'])} models)")
-
-
-def machine_folder(m: dict) -> str:
-    """bench/results' folder names: xeon-amx, epyc-avx512, epyc-avx2."""
-    cpu = m["cpu"].lower()
-    maker = "xeon" if "xeon" in cpu or "intel" in cpu else "epyc" if "epyc" in cpu or "amd" in cpu else "cpu"
-    if maker == "xeon" and m.get("bfloat16"):
-        return "xeon-amx"
-    return f"{maker}-{'avx512' if '512' in m['vector'] else 'avx2' if 'AVX2' in m['vector'] else 'other'}"
 
 
 if __name__ == "__main__":

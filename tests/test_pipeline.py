@@ -94,60 +94,46 @@ def test_repro_writes_every_output(fashion):
 
 def test_the_seed_table_sets_the_run_beside_the_notebooks_numbers(fashion, tmp_path):
     """bench/seed_tables.py on the run: one row per cell with ours from metrics/doe.json, the
-    notebook's from bench/notebooks.yaml, the difference in points; a run of another design
-    is refused in one line."""
+    notebook's (by cell name) beside it, the difference in points; a run of another design is
+    refused in one line."""
     project, _ = fashion
     params = yaml.safe_load((project / "params.yaml").read_text())
     design = {k: params[k] for k in ("data", "split", "augment", "train", "doe")}
-    design_file = tmp_path / "seed-002.yaml"  # the notebook entry of seed 002, by cell name
+    design_file = tmp_path / "seed-002.yaml"
     design_file.write_text(yaml.safe_dump(design))
-    notebook = yaml.safe_load((ROOT / "bench/notebooks.yaml").read_text())["seed-002"]["models"]
-    cells = list(TINY_CELLS)
-    renamed = {"model-0": design["doe"]["cells"][cells[0]], "model-a": design["doe"]["cells"][cells[1]]}
     doe = json.loads((project / "metrics/doe.json").read_text())
+    dense, cnn = TINY_CELLS
+    notebook = {"model": "Model 0", "val_accuracy": 0.8905, "test_accuracy": 0.8848, "seconds": 109}
+    notebooks = tmp_path / "notebooks.yaml"
+    notebooks.write_text(yaml.safe_dump({"seed-002": {
+        "data": "Fashion-MNIST", "machine": "not stated", "test": "the test file",
+        "below_reason": "a tiny run", "models": {dense: notebook}}}))
 
     out = tmp_path / "tables"
     done = run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(project),
-               "--out", str(out), "--wall-seconds", "61")
+               "--out", str(out), "--notebooks", str(notebooks), "--wall-seconds", "61")
     assert f"wrote {out / 'seed-002.md'}" in done.stdout
     report = json.loads((out / "seed-002.json").read_text())
     assert [r["cell"] for r in report["rows"]] == list(doe["cells"])
-    for row in report["rows"]:
-        ours = doe["cells"][row["cell"]]
+    rows = {r["cell"]: r for r in report["rows"]}
+    for cell, row in rows.items():
+        ours = doe["cells"][cell]
         assert row["test_accuracy"] == ours["test_accuracy"] and row["val_accuracy"] == ours["val_accuracy"]
-        assert row["notebook_test_accuracy"] is None  # no notebook model of these names
+    assert rows[cnn]["notebook_test_accuracy"] is None and rows[cnn]["test_points"] is None  # no notebook model
+    want = round(100 * (doe["cells"][dense]["test_accuracy"] - notebook["test_accuracy"]), 2)
+    assert rows[dense]["notebook_test_accuracy"] == notebook["test_accuracy"]
+    assert rows[dense]["test_points"] == pytest.approx(want, abs=0.01)
     assert report["run"]["fit_rows"] + report["run"]["val_rows"] == 400 and report["run"]["test_rows"] == 100
     table = (out / "seed-002.md").read_text()
     assert "took 1.0 min (61 s)" in table and f"best cell {doe['best_cell']}" in table
-
-    # the same run under the notebook's model names: its numbers beside ours, the points between
-    design["doe"]["cells"] = renamed
-    design_file.write_text(yaml.safe_dump(design))
-    renamed_params = {**params, "doe": {**params["doe"], "cells": renamed}}
-    copy = tmp_path / "renamed"
-    (copy / "metrics").mkdir(parents=True)
-    (copy / "timings").mkdir()
-    (copy / "params.yaml").write_text(yaml.safe_dump(renamed_params))
-    for name in ("validate.json",):
-        (copy / "metrics" / name).write_text((project / "metrics" / name).read_text())
-    doe_renamed = {**doe, "cells": {"model-0": doe["cells"][cells[0]], "model-a": doe["cells"][cells[1]]}}
-    (copy / "metrics/doe.json").write_text(json.dumps(doe_renamed))
-    timings = json.loads((project / "timings/doe.json").read_text())
-    (copy / "timings/doe.json").write_text(json.dumps({"model-0": timings[cells[0]], "model-a": timings[cells[1]]}))
-    for name in ("data/split/indices.npz", "data/clean/test.npz"):
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        (copy / name).write_bytes((project / name).read_bytes())
-    run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(copy), "--out", str(out))
-    rows = {r["cell"]: r for r in json.loads((out / "seed-002.json").read_text())["rows"]}
-    for cell in ("model-0", "model-a"):
-        want = round(100 * (doe_renamed["cells"][cell]["test_accuracy"] - notebook[cell]["test_accuracy"]), 2)
-        assert rows[cell]["notebook_test_accuracy"] == notebook[cell]["test_accuracy"]
-        assert rows[cell]["test_points"] == pytest.approx(want, abs=0.01)
-        assert f"| {cell} | {notebook[cell]['model']} | {notebook[cell]['val_accuracy']:.4f} |" in (out / "seed-002.md").read_text()
-    # tiny runs are far below the notebook's: each listed as more than one point below
-    assert "More than 1 point below the notebook's test accuracy: model-0 (" in (out / "seed-002.md").read_text()
+    assert f"| {dense} | Model 0 | 0.8905 |" in table
+    # a tiny run is far below the notebook's: listed as more than one point below, with the reason
+    below = "More than 1 point below the notebook's test accuracy: "
+    assert (f"{below}{dense} ({want:+.2f}: a tiny run)." in table) == (want < -1)
 
     # a run of other cells than the design's: one line, exit 2
+    design["doe"]["cells"] = {"model-0": design["doe"]["cells"][dense]}
+    design_file.write_text(yaml.safe_dump(design))
     refused = run(ROOT, sys.executable, "bench/seed_tables.py", str(design_file), "--project", str(project), check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("seed_tables: error: params.yaml: doe.cells are not ")
