@@ -128,6 +128,7 @@ def test_a_plateau_cell_refits_at_the_rates_its_validation_run_trained_at(digits
 
 
 @pytest.mark.slow
+@pytest.mark.long  # killed and resumed, three processes of its own: make test-all, CI
 def test_a_killed_refit_resumes_and_ends_as_an_uninterrupted_one(digits_dir):
     epochs = 40
     cell = {"family": "dense", "layers": 2, "nodes": 64, "epochs": 1, "optimizer": "adam", "learning_rate": 0.003}
