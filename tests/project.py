@@ -62,6 +62,26 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
+def shared_project(tmp_path_factory, name: str, build, dest: Path) -> Path:
+    """A copy at `dest` of a project that `build(path)` makes once per test session.
+
+    Under pytest-xdist every worker asks for it; the first builds it (e.g. a whole `dvc repro`)
+    under a file lock in the session's shared temporary folder, the others wait for it, and each
+    caller gets a copy of its own (git repo, DVC cache and outputs) to change as it likes."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's, shared by workers
+    built, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(built, ignore_errors=True)  # what a failed build left
+            build(built)
+            done.touch()
+    shutil.copytree(built, dest, symlinks=True)
+    return dest
+
+
 def set_params(project: Path, overrides: dict) -> None:
     """Deep-merge `overrides` into the project's params.yaml (a dict value under `cells` replaces)."""
     path = project / "params.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -12,10 +13,11 @@ import yaml
 
 from mnist_doe.readers.tiny import write_pair
 
-from project import ROOT, TINY_CELLS, dvc, make_project, run, tiny_overrides
+from project import ROOT, TINY_CELLS, dvc, make_project, run, shared_project, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
+EPOCHS = 2  # the shared run's: tests/test_submit_refit.py refits the best cell for its best of them
 STAGES_WITHOUT_TF = ["ingest", "validate", "split", "augment", "evaluate", "confusion", "refit", "submit"]  # refit: off
 
 
@@ -24,13 +26,26 @@ def commit_all(project, message: str) -> None:
     run(project, "git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message)
 
 
+def build_fashion(path):
+    """A Fashion-style pair (labels in both files, header pixel1..), 400 train / 100 test, two
+    cells of two epochs, repro'd; what it printed in repro.out."""
+    project = make_project(path, tiny_overrides("fashion", epochs=EPOCHS))
+    write_pair(project / "data/external", n_train=400, n_test=100, style="fashion")
+    (project / "repro.out").write_text(dvc(project, "repro").stdout)
+    with open(project / ".git/info/exclude", "a") as exclude:  # not the project's: git status stays clean
+        exclude.write("/repro.out\n")
+
+
+def fashion_run(tmp_path_factory, name: str) -> tuple:
+    """A copy of its own of the session's one run of build_fashion, and what that repro printed."""
+    project = shared_project(tmp_path_factory, "fashion", build_fashion, tmp_path_factory.mktemp(name) / "project")
+    return project, (project / "repro.out").read_text()
+
+
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    """A Fashion-style pair (labels in both files, header pixel1..), 400 train / 100 test, repro'd."""
-    project = make_project(tmp_path_factory.mktemp("fashion") / "project", tiny_overrides("fashion"))
-    write_pair(project / "data/external", n_train=400, n_test=100, style="fashion")
-    first = dvc(project, "repro")
-    return project, first
+    project, printed = fashion_run(tmp_path_factory, "fashion")
+    return project, subprocess.CompletedProcess([], 0, printed, "")
 
 
 def test_repro_writes_every_output(fashion):
@@ -45,8 +60,8 @@ def test_repro_writes_every_output(fashion):
         assert {"family", "layers", "nodes", "epochs", "train_accuracy", "val_accuracy", "val_accuracy_ci95",
                 "test_accuracy", "test_accuracy_ci95"} <= set(m)
         assert "train_seconds" not in m  # machine-dependent: under timings/, not in what git tracks
-        assert m["epochs"] == 1
-        # one epoch on 1,280 real images (with augmentation) already beats chance (0.1)
+        assert m["epochs"] == EPOCHS
+        # two epochs on 1,280 real images (with augmentation) already beat chance (0.1)
         assert m["test_accuracy"] > 0.3, (cell, m)
         low, high = m["test_accuracy_ci95"]
         assert low < m["test_accuracy"] < high
@@ -75,7 +90,7 @@ def test_repro_writes_every_output(fashion):
         assert pairs["actual"].tolist() == test["label"].tolist()
         assert (project / "models" / cell / "model.keras").exists()
         live = json.loads((project / "dvclive" / cell / "metrics.json").read_text())
-        assert live["step"] == 0 and "val_accuracy" in live
+        assert live["step"] == EPOCHS - 1 and "val_accuracy" in live
 
     validate = json.loads((project / "metrics/validate.json").read_text())
     assert validate["rows_in"] == 400 == validate["rows_kept"] + validate["rows_quarantined"]
@@ -179,9 +194,9 @@ def test_dvc_plots_overlay_every_cell_on_one_chart_per_metric(fashion):
         assert spec["encoding"]["color"]["field"] == "cell" and spec["encoding"]["strokeDash"]["field"] == "set"
         assert spec["encoding"]["y"]["field"] == metric
         points = spec["data"]["values"]
-        # every cell, training and validation, epoch 1 (one epoch here), on the one chart
+        # every cell, training and validation, every epoch, on the one chart
         assert {(p["cell"], p["set"], int(p["epoch"])) for p in points} == {
-            (cell, s, 1) for cell in TINY_CELLS for s in ("training", "validation")
+            (cell, s, e) for cell in TINY_CELLS for s in ("training", "validation") for e in range(1, EPOCHS + 1)
         }
 
 
@@ -213,7 +228,7 @@ def test_experiments_change_one_knob_and_add_one_cell(fashion):
     project, _ = fashion
     commit_all(project, "baseline run")
 
-    dvc(project, "exp", "run", "-S", "train.epochs=2")
+    dvc(project, "exp", "run", "-S", f"train.epochs={EPOCHS + 1}")
     diff = json.loads(dvc(project, "metrics", "diff", "--json").stdout)
     # the one DVC metric holds results only: no timing, no design setting, each accuracy once
     assert set(diff) == {"metrics/summary.json"}
@@ -221,7 +236,7 @@ def test_experiments_change_one_knob_and_add_one_cell(fashion):
     assert changed and all(name.startswith(("best_", "ensemble_", "cells.")) for name in changed)
     assert any(name.startswith("cells.") and name.endswith("_accuracy") for name in changed)
     assert not any("seconds" in name or "epochs" in name for name in changed)
-    commit_all(project, "two epochs")
+    commit_all(project, "one more epoch")
 
     added = dvc(project, "exp", "run", "-S", "+doe.cells.dense-1x16={family: dense, layers: 1, nodes: 16}")
     assert "Running stage 'train@dense-1x16'" in added.stdout

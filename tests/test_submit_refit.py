@@ -1,4 +1,4 @@
-"""The refit for the submission end to end: real `dvc repro` on tiny digits, the best cell
+"""The refit for the submission end to end: real `dvc repro` on tiny digits (Fashion-style files), the best cell
 trained again on every labelled row, and what submit and report make of it."""
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_doe.readers.tiny import write_pair
-
-from project import TINY_CELLS, dvc, make_project, set_params, tiny_overrides
+from project import TINY_CELLS, dvc, set_params
+from test_pipeline import fashion_run
 
 pytestmark = pytest.mark.slow
 
-N_TEST = 80
+N_TRAIN, N_TEST = 400, 100  # the shared Fashion-style run's (tests/test_pipeline.py)
 
 
 def read_json(path):
@@ -24,11 +23,10 @@ def read_json(path):
 
 @pytest.fixture(scope="module")
 def refitted(tmp_path_factory):
-    """Two cells, two epochs each, 300 labelled digits with one static copy per recipe;
-    refit.cell best, repro'd."""
-    overrides = {**tiny_overrides("digit", epochs=2), "refit": {"cell": "best"}}
-    project = make_project(tmp_path_factory.mktemp("refit") / "project", overrides)
-    write_pair(project / "data/external", n_train=300, n_test=N_TEST, style="digit")
+    """The shared run of two cells (two epochs each, 400 labelled digits with one static copy
+    per recipe), then refit.cell best, repro'd: only the refit's stages and those after run."""
+    project, _ = fashion_run(tmp_path_factory, "refit")
+    set_params(project, {"refit": {"cell": "best"}})
     first = dvc(project, "repro")
     return project, first
 
@@ -36,13 +34,14 @@ def refitted(tmp_path_factory):
 def test_the_submission_is_the_best_cell_trained_on_every_labelled_row(refitted):
     project, first = refitted
     assert "Running stage 'refit-plan'" in first.stdout and "Running stage 'refit'" in first.stdout
+    assert "Running stage 'train@" not in first.stdout  # the cells' runs are the shared run's
     doe = read_json(project / "metrics/doe.json")
     record = read_json(project / "models/refit/refit.json")
     split = np.load(project / "data/split/indices.npz")
     best = doe["best_cell"]
     assert record["cell"] == best and record["family"] == TINY_CELLS[best]["family"]
     # every labelled row: the fit rows and the validation rows of the split, each with 3 copies
-    assert record["rows"] == len(split["fit_0"]) + len(split["val_0"]) == 300
+    assert record["rows"] == len(split["fit_0"]) + len(split["val_0"]) == N_TRAIN
     assert (record["fit_rows"], record["validation_rows"]) == (len(split["fit_0"]), len(split["val_0"]))
     assert record["images_per_epoch"] == 4 * record["rows"]
     # for its best epoch by val_loss (the cell's monitor) in its validation run, no early stopping
@@ -75,14 +74,14 @@ def test_the_submission_is_the_best_cell_trained_on_every_labelled_row(refitted)
     np.testing.assert_allclose(model.predict(test, verbose=0), proba, atol=1e-5)
 
     report = (project / "metrics/report.md").read_text()
-    answers = pd.read_csv(project / "data/external/test_labels.csv")["Label"].to_numpy()
+    answers = pd.read_csv(project / "data/external/test.csv")["label"].to_numpy()
     accuracy = float((proba.argmax(1) == answers).mean())
-    assert (f"| `best.csv` | a copy of refit.csv: the refit of {best} (the best cell) | 300 labelled rows: "
-            f"{len(split['fit_0'])} fit + {len(split['val_0'])} validation (1,200 images an epoch with augmented "
+    assert (f"| `best.csv` | a copy of refit.csv: the refit of {best} (the best cell) | 400 labelled rows: "
+            f"{len(split['fit_0'])} fit + {len(split['val_0'])} validation (1,600 images an epoch with augmented "
             f"copies) | {record['epochs']} | {accuracy:.4f} |") in report
-    assert f"| `{best}.csv` | cell {best} | {len(split['fit_0'])} fit rows (960 images an epoch" in report
+    assert f"| `{best}.csv` | cell {best} | {len(split['fit_0'])} fit rows (1,280 images an epoch" in report
     stats = read_json(project / "metrics/stats.json")
-    assert stats["refit"] == {"cell": best, "rows": 300, "epochs": record["epochs"],
+    assert stats["refit"] == {"cell": best, "rows": N_TRAIN, "epochs": record["epochs"],
                               "test_accuracy": pytest.approx(accuracy, abs=1e-6)}
 
 

@@ -8,6 +8,7 @@ import pytest
 from mnist_doe.readers.tiny import write_pair
 
 from project import dvc, make_project, set_params, tiny_overrides
+from test_pipeline import fashion_run
 
 pytestmark = pytest.mark.slow
 
@@ -21,17 +22,20 @@ def refused(name: str) -> str:
     )
 
 
+def models(project) -> list[str]:
+    return sorted(p.name for p in (project / "models").iterdir())
+
+
 @pytest.fixture(scope="module")
 def cached(tmp_path_factory):
-    """A tiny project whose stages up to augment are run and cached."""
-    project = make_project(tmp_path_factory.mktemp("names") / "project", tiny_overrides("fashion", cells=GOOD))
-    write_pair(project / "data/external", n_train=100, n_test=20, style="fashion")
-    dvc(project, "repro", "augment")
+    """A tiny project whose stages are run and cached: a copy of the session's shared run."""
+    project, _ = fashion_run(tmp_path_factory, "names")
     return project
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_bad_cell_name_is_refused_before_a_shell_reads_it(cached, name):
+    models_before = models(cached)
     set_params(cached, {"doe": {"cells": {name: {"family": "dense", "layers": 1, "nodes": 8}}}})
     failed = dvc(cached, "repro", check=False)
     out = failed.stdout + failed.stderr
@@ -40,7 +44,7 @@ def test_a_bad_cell_name_is_refused_before_a_shell_reads_it(cached, name):
     assert not (cached / "pwned").exists(), out
     lines = [line for line in out.splitlines() if "train: error:" in line]
     assert lines == [f"train: error: params.yaml: {refused(name)}"], out
-    assert not (cached / "models").exists()
+    assert models(cached) == models_before  # the shared run's own, no other
 
 
 def test_the_first_stage_refuses_a_bad_name_in_a_fresh_project(tmp_path):
