@@ -186,3 +186,20 @@ def test_learning_rate_schedules(schedule, expected):
 
     got = [learning_rate_at(e, 0.1, schedule, 0.5, 2) for e in range(4)]
     assert got == pytest.approx(expected)
+
+
+def test_a_cell_after_a_bare_fit_in_the_same_process_times_only_its_own_epochs(stage_dir):
+    """The process clock starts again for each cell: epochs of a fit that never reached a cell's
+    end (a cut-short cell, a fit called on its own) are not counted as the next cell's."""
+    c = cell("dense", epochs=3)
+    data = {"x_fit": digits()[0][:240], "y_fit": digits()[1][:240], "x_val": digits()[0][240:300],
+            "y_val": digits()[1][240:300], "x_train": digits()[0][:240], "y_train": digits()[1][:240],
+            "x_test": digits()[0][300:350]}
+    from test_loop import _NoLog
+
+    train.fit_keras(c, data, 10, _NoLog(), stage_dir / "bare")
+    assert train.LAPS.seconds["epochs"] > 0
+    train.train_cell(c)
+    timing = json.loads((paths.TIMINGS_DIR / f"{c.name}.json").read_text())
+    assert timing["process"]["epochs"] == pytest.approx(timing["train_seconds"], abs=5e-3)
+    assert "startup" not in timing["process"]

@@ -532,7 +532,7 @@ def train_cell(cell: params.Cell) -> dict:
     Finished runs are kept under .train_backup/<cell>/ until the cell is done, so an
     interrupted cell resumes at its first unfinished run, from that run's last epoch.
     """
-    if "write" in LAPS.seconds:  # another cell was trained in this process before
+    if LAPS.seconds:  # this process trained before (another cell, one cut short, a bare fit): not this cell's
         LAPS.reset()
     LAPS.lap("params")
     from dvclive import Live
