@@ -21,10 +21,10 @@ JOBS ?= 1
 repro: setup
 	@if [ "$(JOBS)" -gt 1 ]; then set -x; python -m mnist_doe.parallel --jobs $(JOBS); else set -x; dvc repro; fi
 
-# tests in parallel, one test file per worker at a time (a file's fixtures are built once);
-# TEST_JOBS=1 runs them one after another
+# tests in parallel, one test file per worker at a time (a file's fixtures are built once), the
+# longest files first (tests/conftest.py: FIRST); TEST_JOBS=1 runs them one after another
 TEST_JOBS ?= auto
-PYTEST := pytest -n $(TEST_JOBS) --dist loadfile
+PYTEST := pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 # the suite but its end-to-end studies of minutes (marked long), then those alone, then all
 test: setup

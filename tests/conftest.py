@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+# The test files that take longest, handed to the workers first (make test keeps this order
+# with --no-loadscope-reorder), so that none is left running alone at the end; the first
+# builds the shared tiny run (tests/project.py) that test_submit_refit, further down, copies.
+FIRST = ("test_pipeline.py", "test_engine_keras.py", "test_submit_refit.py", "test_callbacks.py",
+         "test_train.py", "test_refit.py", "test_loop.py", "test_forward.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: the rest in their order
+
+
 def kaggle_csv(
     path: str | Path,
     pixels: Any,
