@@ -192,9 +192,9 @@ def test_a_cell_after_a_bare_fit_in_the_same_process_times_only_its_own_epochs(s
     """The process clock starts again for each cell: epochs of a fit that never reached a cell's
     end (a cut-short cell, a fit called on its own) are not counted as the next cell's."""
     c = cell("dense", epochs=3)
-    data = {"x_fit": digits()[0][:240], "y_fit": digits()[1][:240], "x_val": digits()[0][240:300],
-            "y_val": digits()[1][240:300], "x_train": digits()[0][:240], "y_train": digits()[1][:240],
-            "x_test": digits()[0][300:350]}
+    x, y = digits()
+    data = {"x_fit": x[:240], "y_fit": y[:240], "x_val": x[240:300], "y_val": y[240:300],
+            "x_train": x[:240], "y_train": y[:240], "x_test": x[300:350]}
     from test_loop import _NoLog
 
     train.fit_keras(c, data, 10, _NoLog(), stage_dir / "bare")
