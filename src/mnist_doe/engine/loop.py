@@ -185,11 +185,10 @@ class Trainer:
             )
 
         @tf.function
-        def train_epoch(order, transforms):
+        def whole_batches(order, transforms):
             # whole batches as rows of a matrix, so every step has a static shape (about 1.4x
-            # faster on a CPU than slicing a dynamic one), then the last, partial batch
-            n = order.shape[0]
-            full = n // batch
+            # faster on a CPU than slicing a dynamic one)
+            full = order.shape[0] // batch
             grid = tf.reshape(order[: full * batch], (full, batch))
             zero = tf.constant(0.0, tf.float64)
             _, loss_sum, hits = tf.while_loop(
@@ -197,10 +196,33 @@ class Trainer:
                 lambda i, loss_sum, hits: (i + 1, *step(grid[i], loss_sum, hits, transforms)),
                 (tf.constant(0), zero, zero),
             )
+            return loss_sum, hits
+
+        # The last, partial batch is a call of its own. Traced into the loop's graph after
+        # the loop, it could start on the variables (the weights, a dropout layer's seed,
+        # batch norm's statistics) before the loop's last step had updated them: seen on a
+        # 2-core EPYC with two op streams, a CNN with batch norm and dropout ended an epoch
+        # on different weights run after run, explicit control dependencies notwithstanding.
+        # A function call returns only after every update in it has run.
+        @tf.function
+        def last_batch(rows, transforms, loss_sum, hits):
+            return step(rows, loss_sum, hits, transforms)
+
+        def train_epoch(order, transforms):
+            n = int(order.shape[0])
+            loss_sum, hits = whole_batches(order, transforms)
             if n % batch:
-                loss_sum, hits = step(order[full * batch:], loss_sum, hits, transforms)
+                loss_sum, hits = last_batch(order[n - n % batch:], transforms, loss_sum, hits)
             return loss_sum / n, hits / n
 
+        def trace(n: int, transforms: tf.TensorSpec | tf.Tensor) -> None:
+            """Build the graphs of an epoch of `n` rows ahead of the first epoch."""
+            whole_batches.get_concrete_function(tf.TensorSpec([n], tf.int32), transforms)
+            if n % batch:
+                scalar = tf.TensorSpec([], tf.float64)
+                last_batch.get_concrete_function(tf.TensorSpec([n % batch], tf.int32), transforms, scalar, scalar)
+
+        train_epoch.trace = trace
         return train_epoch
 
     def _predict_graph(self):
@@ -345,8 +367,7 @@ class Trainer:
         began = time.perf_counter()
         train_epoch = self._train_epoch(x, y, fresh["fill_mode"] if fresh else None)
         none = tf.zeros((0, 8), tf.float32)  # no fresh augmentation: no maps
-        train_epoch.get_concrete_function(tf.TensorSpec([len(x)], tf.int32),
-                                          tf.TensorSpec([len(x), 8], tf.float32) if fresh else none)
+        train_epoch.trace(len(x), tf.TensorSpec([len(x), 8], tf.float32) if fresh else none)
         if self._predict is None:
             self._predict = self._predict_graph()
         self._predict.get_concrete_function()
