@@ -66,6 +66,50 @@ def test_zero_ranges_are_the_identity():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' legacy module calls scipy.ndimage.interpolation
+def test_horizontal_flips_are_image_data_generators():
+    """With horizontal_flip the same maps, half of them then mirrored as ImageDataGenerator
+    mirrors the transformed image; the angles, shifts and zooms are those drawn without it."""
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    x = digits()[0][:120]
+    n = len(x)
+    plain = draw_fresh_transforms(n, 28, np.random.default_rng(5), **RANGES)
+    matrices, offsets = draw_fresh_transforms(n, 28, np.random.default_rng(5), **RANGES, horizontal_flip=True)
+    rng = np.random.default_rng(5)
+    theta = rng.uniform(-10, 10, n)
+    column_shift, row_shift = rng.uniform(-0.1, 0.1, n) * 28, rng.uniform(-0.1, 0.1, n) * 28
+    zoom = rng.uniform(0.9, 1.1, (n, 2))
+    flip = rng.random(n) < 0.5
+    assert 40 < flip.sum() < 80
+    np.testing.assert_array_equal(matrices[~flip], plain[0][~flip])
+    np.testing.assert_array_equal(offsets[~flip], plain[1][~flip])
+    generator = ImageDataGenerator(fill_mode="nearest")
+    expected = np.stack([
+        generator.apply_transform(x[i].reshape(28, 28, 1).astype(np.float32), {
+            "theta": theta[i], "tx": column_shift[i], "ty": row_shift[i], "zx": zoom[i, 0], "zy": zoom[i, 1],
+            "flip_horizontal": bool(flip[i])})[..., 0]
+        for i in range(n)
+    ])
+    got = warp(x, projective(matrices, offsets)).reshape(n, 28, 28)
+    assert np.abs(got.astype(int) - np.floor(expected + 0.5)).max() <= 1
+
+
+def test_a_flip_alone_mirrors_exactly_and_is_drawn_anew_every_epoch():
+    still = {**FRESH, **{k: 0.0 for k in RANGES}, "horizontal_flip": True}
+    x = digits()[0][:64]
+    mirrored = x.reshape(-1, 28, 28)[:, :, ::-1].reshape(len(x), -1)
+    flipped = []
+    for epoch in range(2):
+        got = warp(x, epoch_transforms(len(x), 28, still, seed=1, epoch=epoch))
+        is_mirror = (got == mirrored).all(axis=1)
+        np.testing.assert_array_equal(got[~is_mirror], x[~is_mirror])  # the rest untouched
+        assert 16 < is_mirror.sum() < 48
+        flipped.append(is_mirror)
+    assert (flipped[0] != flipped[1]).any()
+
+
+@pytest.mark.slow
 def test_no_two_epochs_see_the_same_transformed_image():
     x = digits()[0][:200]
     seen = [warp(x, epoch_transforms(len(x), 28, FRESH, seed=7, epoch=epoch)) for epoch in range(6)]
@@ -136,12 +180,19 @@ def test_the_augment_stage_writes_the_rows_unaugmented_with_the_settings(tmp_pat
     np.testing.assert_array_equal(written["source"], np.arange(40))
     assert json.loads(str(written["fresh"])) == {**RANGES, "rotation_range": 15.0, "fill_mode": "constant", "seed": 42}
 
+    raw["augment"].update(horizontal_flip=True)  # written only when on
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    augment.main()
+    assert json.loads(str(files.load_npz(paths.AUGMENTED_TRAIN)["fresh"]))["horizontal_flip"] is True
+
 
 @pytest.mark.parametrize(("knobs", "message"), [
     ({"mode": "live"}, "'augment.mode' is 'live'; choose one of static, fresh"),
     ({"fill_mode": "reflect"}, "'augment.fill_mode' is 'reflect'; choose one of nearest, constant"),
     ({"rotation_range": 200.0}, "'augment.rotation_range' must be in [0, 180] degrees"),
     ({"width_shift_range": 1.5}, "'augment.width_shift_range' must be in [0, 1)"),
+    ({"horizontal_flip": True}, "'augment.horizontal_flip' mirrors images afresh every epoch: it needs 'augment.mode: fresh'"),
+    ({"mode": "fresh", "horizontal_flip": "sometimes"}, "augment.horizontal_flip"),
 ])
 def test_bad_fresh_keys_are_one_line(knobs, message):
     raw = json.loads(json.dumps(DEFAULT_PARAMS))

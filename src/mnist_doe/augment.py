@@ -17,7 +17,9 @@ With `mode: fresh` the stage writes the training rows unaugmented, with the sett
 fresh augmentation beside them (`fresh`, JSON), and the train stage draws new transforms for
 every image every epoch (`engine/fresh.py`), with the ranges of Keras' ImageDataGenerator:
 `rotation_range` in degrees, `zoom_range`, `width_shift_range` and `height_shift_range` as
-fractions of the side, `fill_mode` nearest or constant (0). The train stage depends on the
+fractions of the side, `fill_mode` nearest or constant (0), and `horizontal_flip` (half the
+images mirrored left to right, as ImageDataGenerator's: for clothes, not for digits or
+letters, which a mirror turns into other signs). The train stage depends on the
 written file, so a change of these settings retrains every cell.
 """
 
@@ -185,7 +187,10 @@ FRESH_KEYS = ("rotation_range", "zoom_range", "width_shift_range", "height_shift
 
 def fresh_settings(settings: params.AugmentParams) -> dict:
     """What the train stage needs of `settings` to draw fresh transforms (written beside the rows)."""
-    return {key: getattr(settings, key) for key in FRESH_KEYS}
+    settings_ = {key: getattr(settings, key) for key in FRESH_KEYS}
+    if settings.horizontal_flip:  # written only when on: the files of runs without it stay as they were
+        settings_["horizontal_flip"] = True
+    return settings_
 
 
 class _Work:

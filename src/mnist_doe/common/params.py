@@ -179,6 +179,7 @@ class AugmentParams:
     width_shift_range: float = 0.1  # fractions of the side
     height_shift_range: float = 0.1
     fill_mode: str = "nearest"  # or constant (0)
+    horizontal_flip: bool = False  # half the images mirrored left to right, drawn anew every epoch (fresh only)
 
 
 @dataclass(frozen=True)
@@ -703,6 +704,8 @@ def parse(raw: Any) -> Params:
              f"'augment.rotation_range' must be in [0, 180] degrees, got {augment.rotation_range}")
     _require(augment.fill_mode in FILL_MODES,
              f"'augment.fill_mode' is {augment.fill_mode!r}; choose one of {', '.join(FILL_MODES)}")
+    _require(not augment.horizontal_flip or augment.mode == "fresh",
+             "'augment.horizontal_flip' mirrors images afresh every epoch: it needs 'augment.mode: fresh'")
     _check_train("train", train)
     _check_optimizer_knobs("train", set(raw.get("train") or {}), train)
     report = _typed("report", ReportParams, raw.get("report"))

@@ -21,6 +21,7 @@ def draw_fresh_transforms(
     zoom_range: float,
     width_shift_range: float,
     height_shift_range: float,
+    horizontal_flip: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` random maps of Keras' `ImageDataGenerator(rotation_range, zoom_range,
     width_shift_range, height_shift_range)` for `side` x `side` images, in the form
@@ -33,7 +34,11 @@ def draw_fresh_transforms(
     rotation @ shift @ zoom about the image centre. ImageDataGenerator draws its column shift
     from height_shift_range and its row shift from width_shift_range (its `tx` moves columns);
     here width_shift_range moves columns, as its name says (the same maps when both ranges and
-    the sides are equal)."""
+    the sides are equal).
+
+    `horizontal_flip`: each image mirrored left to right with probability 1/2, after the
+    rest of the map, as ImageDataGenerator flips the transformed image; drawn after the
+    other draws, so the angles, shifts and zooms are those drawn without it."""
     theta = np.deg2rad(rng.uniform(-rotation_range, rotation_range, size=count))
     tx = rng.uniform(-width_shift_range, width_shift_range, size=count) * side  # moves columns
     ty = rng.uniform(-height_shift_range, height_shift_range, size=count) * side  # moves rows
@@ -54,6 +59,12 @@ def draw_fresh_transforms(
     to_centre[:2, 2], back[:2, 2] = centre, -centre
     matrix = to_centre @ matrix @ back
     matrix = matrix[:, [1, 0, 2]][:, :, [1, 0, 2]]  # (column, row) -> (row, column)
+    if horizontal_flip:
+        # output pixel (r, c) of the mirrored image is pixel (r, side - 1 - c) of the mapped one
+        flip = rng.random(count) < 0.5
+        mirror = np.eye(3)
+        mirror[1, 1], mirror[1, 2] = -1, side - 1
+        matrix[flip] = matrix[flip] @ mirror
     return matrix[:, :2, :2].astype(np.float32), matrix[:, :2, 2].astype(np.float32)
 
 
@@ -67,6 +78,7 @@ def epoch_transforms(count: int, side: int, fresh: dict, seed: int, epoch: int) 
     matrices, offsets = draw_fresh_transforms(
         count, side, rng, rotation_range=fresh["rotation_range"], zoom_range=fresh["zoom_range"],
         width_shift_range=fresh["width_shift_range"], height_shift_range=fresh["height_shift_range"],
+        horizontal_flip=bool(fresh.get("horizontal_flip", False)),
     )
     return projective(matrices, offsets)
 
