@@ -95,6 +95,7 @@ def test_horizontal_flips_are_image_data_generators():
     assert np.abs(got.astype(int) - np.floor(expected + 0.5)).max() <= 1
 
 
+@pytest.mark.slow
 def test_a_flip_alone_mirrors_exactly_and_is_drawn_anew_every_epoch():
     still = {**FRESH, **{k: 0.0 for k in RANGES}, "horizontal_flip": True}
     x = digits()[0][:64]

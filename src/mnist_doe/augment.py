@@ -187,10 +187,10 @@ FRESH_KEYS = ("rotation_range", "zoom_range", "width_shift_range", "height_shift
 
 def fresh_settings(settings: params.AugmentParams) -> dict:
     """What the train stage needs of `settings` to draw fresh transforms (written beside the rows)."""
-    settings_ = {key: getattr(settings, key) for key in FRESH_KEYS}
+    fresh = {key: getattr(settings, key) for key in FRESH_KEYS}
     if settings.horizontal_flip:  # written only when on: the files of runs without it stay as they were
-        settings_["horizontal_flip"] = True
-    return settings_
+        fresh["horizontal_flip"] = True
+    return fresh
 
 
 class _Work:
